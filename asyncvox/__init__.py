@@ -1,0 +1,76 @@
+"""asyncvox: the asyncio-first client for voice-agent call data.
+
+>>> import asyncvox
+>>> async def main() -> None:
+...     async with asyncvox.Client() as client:        # $ASYNCVOX_API_KEY
+...         call = await client.get_call("my-call-id")  # Call, or None if not found
+"""
+
+from ._bulk import CallStream
+from ._governor import Governor, RetryBudget
+from ._version import __version__
+from .client import DEFAULT_BASE_URL, Client
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncvoxError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DecodeError,
+    EndpointNotFoundError,
+    InvalidCallIdError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+from .models import (
+    Call,
+    CallError,
+    CallResult,
+    CallStatus,
+    EvaluationResult,
+    EvaluationType,
+    Interruption,
+    LatencyBlock,
+    Message,
+    MessageRole,
+)
+from .outcomes import BatchStats, FetchOutcome
+from .retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncvoxError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchStats",
+    "Call",
+    "CallError",
+    "CallResult",
+    "CallStatus",
+    "CallStream",
+    "Client",
+    "ConfigurationError",
+    "DecodeError",
+    "EndpointNotFoundError",
+    "EvaluationResult",
+    "EvaluationType",
+    "FetchOutcome",
+    "Governor",
+    "Interruption",
+    "InvalidCallIdError",
+    "LatencyBlock",
+    "Message",
+    "MessageRole",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryBudget",
+    "RetryPolicy",
+    "ServerError",
+    "__version__",
+]

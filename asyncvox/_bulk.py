@@ -1,0 +1,311 @@
+"""The streaming scheduler behind ``iter_calls`` / ``get_calls``.
+
+A fixed set of worker tasks pulls ids lazily from the caller's (async) iterable, fetches
+each through the client's shared request path, and hands outcomes to the consumer over a
+bounded queue, so a slow consumer holds the workers back and memory stays flat:
+
+* unordered: a queue of outcomes of size ``workers``; ids pulled ahead of the consumer
+  <= 2 x workers;
+* ordered: each id gets a future, enqueued (in input order) *before* it is fetched, in a
+  queue of size ``2 x workers``; the consumer awaits them in order. A slow id at the head
+  holds that window, never the whole input.
+
+The user-facing :class:`CallStream` is a thin handle over :class:`_Batch`; workers only
+reference the batch, so dropping or breaking out of the stream cancels them at once
+(refcounting runs ``CallStream.__del__``) instead of leaving them blocked forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    EndpointNotFoundError,
+    InvalidCallIdError,
+    PermissionDeniedError,
+)
+from .outcomes import BatchStats, FetchOutcome
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["FATAL_ERRORS", "CallStream"]
+
+#: Failures that doom every id of a batch: it stops and raises instead of reporting each id.
+FATAL_ERRORS = (AuthenticationError, PermissionDeniedError, EndpointNotFoundError, ConfigurationError)
+
+_DONE: Any = object()
+_ABORTED: Any = object()
+
+
+def _bad_id_outcome(item: object) -> FetchOutcome:
+    name = item if isinstance(item, str) else repr(item)
+    reason = (
+        "call id must not be empty"
+        if item == ""
+        else (f"call id must be a str, got {type(item).__name__}: {item!r:.80}")
+    )
+    return FetchOutcome(name, None, InvalidCallIdError(reason), 0)
+
+
+class _Batch:
+    """The engine of one batch: input, workers, output queue, stats and abort state."""
+
+    def __init__(self, client: Client, ids: Any, workers: int, ordered: bool, dedupe: bool) -> None:
+        self.client = client
+        self.ordered = ordered
+        self.seen: set[str] | None = set() if dedupe else None
+        self.sync_ids: Iterator[Any] | None = None
+        self.async_ids: AsyncIterator[Any] | None = None
+        if isinstance(ids, AsyncIterable):
+            self.async_ids = aiter(ids)
+        elif isinstance(ids, Iterable) and not isinstance(ids, str | bytes):
+            self.sync_ids = iter(ids)
+        else:
+            raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
+        total = len(ids) if hasattr(ids, "__len__") else None
+        self.stats = BatchStats(total=total, governor=client._governor)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
+        self.pull_lock = asyncio.Lock()
+        self.exhausted = False
+        self.fatal: BaseException | None = None
+        self.n_workers = workers
+        self.running = workers
+        self.tasks: list[asyncio.Task[None]] = []
+        self.finished = False
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._work(), name=f"asyncvox-worker-{i}") for i in range(self.n_workers)
+        ]
+
+    async def _pull(self) -> Any:
+        """The next raw item of the input, or ``_DONE``."""
+        if self.exhausted:
+            return _DONE
+        if self.sync_ids is not None:
+            item = next(self.sync_ids, _DONE)
+        else:
+            assert self.async_ids is not None
+            try:
+                item = await anext(self.async_ids)
+            except StopAsyncIteration:
+                item = _DONE
+        if item is _DONE:
+            self.exhausted = True
+        return item
+
+    def _admit(self, item: Any) -> FetchOutcome | str | None:
+        """A sendable id, a ready outcome for a bad one, or ``None`` for a duplicate."""
+        if not (isinstance(item, str) and item):
+            return _bad_id_outcome(item)
+        seen = self.seen
+        if seen is not None:
+            if item in seen:
+                self.stats.duplicates += 1
+                return None
+            seen.add(item)
+        return item
+
+    async def _work(self) -> None:
+        try:
+            if self.ordered:
+                await self._work_ordered()
+            else:
+                await self._work_unordered()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the input raised, or a fatal error: end the batch
+            self.abort(exc)
+            return
+        self.running -= 1
+        if self.running == 0 and self.fatal is None:
+            await self.queue.put(_DONE)
+
+    async def _work_unordered(self) -> None:
+        fetch = self.client._fetch
+        stats = self.stats
+        queue = self.queue
+        sync_ids = self.sync_ids
+        while True:
+            if sync_ids is not None:
+                # A plain iterator cannot be entered twice at once: no lock needed.
+                item = next(sync_ids, _DONE)
+            else:
+                async with self.pull_lock:
+                    item = await self._pull()
+            if item is _DONE:
+                return
+            admitted = self._admit(item)
+            if admitted is None:
+                continue
+            if type(admitted) is str:
+                outcome = await fetch(admitted, stats)
+                if outcome.error is not None and isinstance(outcome.error, FATAL_ERRORS):
+                    raise outcome.error
+            else:
+                outcome = admitted  # type: ignore[assignment]
+            await queue.put(outcome)
+
+    async def _work_ordered(self) -> None:
+        fetch = self.client._fetch
+        stats = self.stats
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self.pull_lock:
+                while True:
+                    item = await self._pull()
+                    if item is _DONE:
+                        return
+                    admitted = self._admit(item)
+                    if admitted is not None:
+                        break
+                slot: asyncio.Future[FetchOutcome] = loop.create_future()
+                # Enqueued before the fetch, under the lock: queue order is input order.
+                await self.queue.put(slot)
+            if type(admitted) is not str:
+                slot.set_result(admitted)  # type: ignore[arg-type]
+                continue
+            try:
+                outcome = await fetch(admitted, stats)
+            finally:
+                if not slot.done() and self.fatal is not None:
+                    slot.set_result(_ABORTED)
+            if outcome.error is not None and isinstance(outcome.error, FATAL_ERRORS):
+                slot.set_result(_ABORTED)
+                raise outcome.error
+            slot.set_result(outcome)
+
+    def abort(self, exc: BaseException) -> None:
+        """Stop every worker and make the consumer raise ``exc`` next."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.cancel_workers()
+        queue = self.queue
+        while not queue.empty():
+            item = queue.get_nowait()
+            if isinstance(item, asyncio.Future) and not item.done():
+                item.set_result(_ABORTED)
+        queue.put_nowait(_ABORTED)
+
+    def cancel_workers(self) -> None:
+        current = asyncio.current_task() if self._loop_running() else None
+        for task in self.tasks:
+            if task is not current and not task.done():
+                task.cancel()
+
+    @staticmethod
+    def _loop_running() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    async def next(self) -> FetchOutcome:
+        if self.finished:
+            raise StopAsyncIteration
+        try:
+            item = await self.queue.get()
+            if self.ordered and isinstance(item, asyncio.Future):
+                item = await item
+        except asyncio.CancelledError:
+            self.cancel_workers()
+            raise
+        if item is _DONE or item is _ABORTED:
+            await self.close()
+            if self.fatal is not None:
+                raise self.fatal
+            raise StopAsyncIteration
+        self.stats.record(item)
+        return item  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.cancel_workers()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.stats.stopped is None:
+            self.stats.stopped = time.monotonic()
+        if self.async_ids is not None:
+            aclose = getattr(self.async_ids, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+class CallStream:
+    """An async iterator of :class:`FetchOutcome`, one per distinct id.
+
+    Returned by :meth:`Client.iter_calls`. Workers start on the first ``__anext__``.
+    ``stats`` (a :class:`BatchStats`) is live while it runs.
+
+    Stopping early: ``break`` out of the loop, ``await stream.aclose()``, leave an
+    ``async with`` block, or cancel the consuming task; each cancels every in-flight
+    request at once and leaves the client usable.
+
+    Example::
+
+        async with client.iter_calls(ids, ordered=True) as stream:
+            async for outcome in stream:
+                if outcome.error:
+                    print("failed", outcome.call_id, outcome.error)
+            print(stream.stats.summary())
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        ids: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int | None = None,
+        ordered: bool = False,
+        dedupe: bool = True,
+    ) -> None:
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        workers = min(concurrency or client.concurrency, client.concurrency)
+        self._client = client
+        self._batch = _Batch(client, ids, workers, ordered, dedupe)
+        self._started = False
+
+    @property
+    def stats(self) -> BatchStats:
+        """Live counters of this batch."""
+        return self._batch.stats
+
+    def __aiter__(self) -> CallStream:
+        return self
+
+    async def __anext__(self) -> FetchOutcome:
+        if not self._started:
+            self._client._ready()
+            self._started = True
+            self._batch.start()
+        return await self._batch.next()
+
+    async def aclose(self) -> None:
+        """Stop the batch: cancel in-flight requests and wait until the workers are gone."""
+        self._started = True
+        await self._batch.close()
+
+    async def __aenter__(self) -> CallStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        batch = getattr(self, "_batch", None)
+        if batch is not None and not batch.finished:
+            for task in batch.tasks:
+                if not task.done():
+                    task.cancel()

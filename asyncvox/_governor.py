@@ -1,0 +1,207 @@
+"""Shared limits for every request a client sends.
+
+One :class:`Governor` per client, consulted by every attempt (single calls and all
+batches alike):
+
+* an in-flight cap that shrinks by half when the server throttles (429) and grows back by
+  one per window of successes (AIMD), never above the client's ``concurrency``;
+* a client-wide pause: after a 429 no new request starts until its ``Retry-After`` has
+  passed, so workers slow down together instead of hammering on their own schedules;
+* an optional start rate (requests per second), spaced evenly (GCRA / virtual scheduling);
+* a retry budget, so that retries cannot multiply the load of an outage.
+
+The fast path (:meth:`Governor.try_acquire`) is a few attribute checks with no ``await``
+and no allocation; the machinery only runs once the server pushes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from . import retry as _retry
+
+#: Pause after a 429 that carried no ``Retry-After``.
+DEFAULT_THROTTLE_PAUSE = 1.0
+
+
+class RetryBudget:
+    """Retries allowed as a fraction of recent first attempts, plus a small reserve.
+
+    Like Finagle's ``RetryBudget`` and gRPC's retry throttling: every first attempt
+    deposits ``ratio`` of a token (up to ``max_balance``), every retry withdraws one; a
+    reserve refilled at ``min_per_second`` (up to that many tokens) keeps a small batch, or
+    the tail of a large one, from being starved.
+
+    Defaults: ``ratio=0.5`` means a server failing every request sees about 1.5x the first
+    attempts (plus the reserve), while a batch in which a fifth of the ids fail once or
+    twice (0.2-0.4 retries per first attempt) never runs dry. 429s do not draw on it:
+    throttling is handled by the governor's pause and in-flight limit.
+    """
+
+    __slots__ = (
+        "_balance",
+        "_credited",
+        "_reserve",
+        "_stamp",
+        "first_attempts",
+        "max_balance",
+        "min_per_second",
+        "ratio",
+        "refused",
+    )
+
+    def __init__(self, ratio: float = 0.5, min_per_second: float = 10.0, max_balance: float = 100.0) -> None:
+        if ratio < 0 or min_per_second < 0 or max_balance < 0:
+            raise ValueError("retry budget parameters must be >= 0")
+        self.ratio = ratio
+        self.min_per_second = min_per_second
+        self.max_balance = max_balance
+        #: Incremented by the request path on every first attempt (a bare ``+= 1``).
+        self.first_attempts = 0
+        self._credited = 0
+        self._balance = 0.0
+        self._reserve = min_per_second
+        self._stamp = time.monotonic()
+        #: Retries refused because the budget was empty.
+        self.refused = 0
+
+    def try_withdraw(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is empty."""
+        new = self.first_attempts - self._credited
+        if new:
+            self._credited = self.first_attempts
+            self._balance = min(self.max_balance, self._balance + new * self.ratio)
+        now = time.monotonic()
+        self._reserve = min(self.min_per_second, self._reserve + (now - self._stamp) * self.min_per_second)
+        self._stamp = now
+        if self._balance >= 1.0:
+            self._balance -= 1.0
+            return True
+        if self._reserve >= 1.0:
+            self._reserve -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+
+class Governor:
+    """In-flight cap (AIMD), client-wide 429 pause and optional start rate for one client."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        rate_limit: float | None = None,
+        max_pause: float = 60.0,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        self.cap = concurrency
+        #: The current in-flight limit (between 1 and ``cap``).
+        self.limit = concurrency
+        self.in_flight = 0
+        #: The most requests that were ever in flight at once.
+        self.peak_in_flight = 0
+        self.throttled = 0
+        self.budget = budget if budget is not None else RetryBudget()
+        self.max_pause = max_pause
+        self._interval = 1.0 / rate_limit if rate_limit else 0.0
+        self._next_start = 0.0
+        self._pause_until = 0.0
+        self._decrease_guard = 0.0
+        self._successes = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        # True while nothing but the in-flight count can hold a request back.
+        self._simple = not self._interval
+
+    def try_acquire(self) -> bool:
+        """Take a slot without waiting, if nothing holds requests back right now."""
+        if self._simple and self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            if self.in_flight > self.peak_in_flight:
+                self.peak_in_flight = self.in_flight
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot: the pause, then the in-flight limit, then the start rate."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self._pause_until - loop.time()
+            if wait > 0:
+                await asyncio.sleep(0.0 if _retry.is_testing() else wait)
+                continue
+            if self.in_flight < self.limit and not self._waiters:
+                break
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+                elif fut.done() and not fut.cancelled():
+                    self._wake()  # we were handed a slot we will not use: pass it on
+                raise
+            if self._pause_until <= loop.time() and self.in_flight < self.limit:
+                break
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        if self._interval:
+            now = loop.time()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+            if start > now:
+                try:
+                    await asyncio.sleep(start - now)
+                except BaseException:
+                    self.release()
+                    raise
+
+    def release(self) -> None:
+        """Give a slot back and let the next waiter in."""
+        self.in_flight -= 1
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def on_success(self) -> None:
+        """Additive increase: one more slot per ``limit`` successes, up to ``cap``."""
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limit += 1
+            if self._waiters:
+                self._wake()
+
+    def on_throttle(self, retry_after: float | None) -> None:
+        """A 429: pause new requests client-wide and halve the in-flight limit (once per pause)."""
+        self.throttled += 1
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pause = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
+        until = now + min(pause, self.max_pause)
+        if until > self._pause_until:
+            self._pause_until = until
+            loop.call_at(until, self._resume)
+        self._simple = False
+        if now >= self._decrease_guard:
+            self.limit = max(1, self.limit // 2)
+            self._successes = 0
+            self._decrease_guard = until
+
+    def _resume(self) -> None:
+        if self._pause_until > asyncio.get_running_loop().time():
+            return
+        self._pause_until = 0.0
+        self._simple = not self._interval
+        if self._waiters:
+            self._wake()

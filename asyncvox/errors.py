@@ -1,0 +1,254 @@
+"""The exception tree, and the mapping from an HTTP error response to an exception.
+
+Every exception carries what a user needs to act on it (status, the server's ``error``
+text, the call id) and never the api key: the key is not an input to anything here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncvoxError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DecodeError",
+    "EndpointNotFoundError",
+    "InvalidCallIdError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+]
+
+#: How much of a body that is not the API's JSON goes into a message.
+_EXCERPT_CHARS = 200
+
+
+class AsyncvoxError(Exception):
+    """Base of everything asyncvox raises."""
+
+
+class ConfigurationError(AsyncvoxError):
+    """The client is misconfigured (no api key, bad ``base_url``) or used after close."""
+
+
+class InvalidCallIdError(AsyncvoxError, ValueError):
+    """A call id that cannot be sent: not a string, or empty. Raised before any request."""
+
+
+class APIConnectionError(AsyncvoxError):
+    """The request did not get an HTTP answer: could not connect, or the connection dropped.
+
+    ``call_id`` names the call that was being fetched.
+    """
+
+    def __init__(self, message: str, *, call_id: str | None = None) -> None:
+        super().__init__(message)
+        self.call_id = call_id
+
+
+class APITimeoutError(APIConnectionError):
+    """One attempt took longer than the client's ``timeout``."""
+
+
+class APIStatusError(AsyncvoxError):
+    """The server answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        message: the server's ``error`` text, or an excerpt of a body that is not JSON.
+        call_id: the call id that was asked for.
+        body: the response body as received.
+    """
+
+    def __init__(self, status: int, message: str, *, call_id: str | None = None, body: bytes = b"") -> None:
+        self.status = status
+        self.message = message
+        self.call_id = call_id
+        self.body = body
+        super().__init__(status, message, call_id)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} for call_id={self.call_id!r}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, message={self.message!r}, call_id={self.call_id!r})"
+        )
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_status_error, (type(self), self.__dict__))
+
+
+class AuthenticationError(APIStatusError):
+    """401: the api key is missing or invalid. Never retried; aborts a bulk fetch."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the api key may not do this. Never retried; aborts a bulk fetch."""
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the server rejected this request. Never retried."""
+
+
+class EndpointNotFoundError(APIStatusError):
+    """A 404 that is not the API's own "Call not found": the URL (usually ``base_url``) is wrong.
+
+    Never retried and never turned into ``None``; aborts a bulk fetch.
+    """
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. Retried after ``retry_after`` seconds (when the server said).
+
+    Raised to the caller when retries run out, or when the server asks for a longer pause
+    than the client's ``max_retry_after`` allows.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        call_id: str | None = None,
+        body: bytes = b"",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, message, call_id=call_id, body=body)
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.retry_after is not None:
+            text += f" (retry after {self.retry_after:g} s)"
+        return text
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed. 500, 502, 503 and 504 are retried with backoff."""
+
+
+class DecodeError(AsyncvoxError):
+    """The body is not a call: not JSON, or no call object where one must be.
+
+    ``raw`` keeps the bytes exactly as received, so nothing is lost.
+    """
+
+    def __init__(self, message: str, *, raw: bytes, call_id: str | None = None) -> None:
+        super().__init__(f"{message} (call_id={call_id!r}, {len(raw)} bytes)")
+        self.raw = raw
+        self.call_id = call_id
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_status_error, (type(self), self.__dict__))
+
+
+def _rebuild_status_error(cls: type[AsyncvoxError], state: dict[str, Any]) -> AsyncvoxError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, *[state.get(k) for k in ("status", "message", "call_id") if k in state])
+    return err
+
+
+class _ErrorBody(msgspec.Struct):
+    success: Any = None
+    error: Any = None
+
+
+_error_body_decoder = msgspec.json.Decoder(_ErrorBody)
+
+
+def _api_error_text(body: bytes) -> tuple[bool, str | None]:
+    """Return (is the API's own error envelope, its ``error`` text)."""
+    try:
+        parsed = _error_body_decoder.decode(body)
+    except msgspec.DecodeError:
+        return False, None
+    is_api = parsed.success is False
+    error = parsed.error
+    if error is None:
+        return is_api, None
+    return is_api, error if isinstance(error, str) else msgspec.json.encode(error).decode()
+
+
+def body_excerpt(body: bytes) -> str:
+    """A short, single-line excerpt of a body for an error message."""
+    text = " ".join(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace").split())
+    if len(text) > _EXCERPT_CHARS:
+        text = text[:_EXCERPT_CHARS] + "..."
+    return text or "(empty body)"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns ``None`` for a missing or unparsable value; never a negative number.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def is_api_not_found(body: bytes) -> bool:
+    """Whether a 404 body is the API's own "not found" answer (and not a proxy's page)."""
+    return _api_error_text(body)[0]
+
+
+def status_error(
+    status: int,
+    body: bytes,
+    call_id: str | None,
+    *,
+    path: str = "",
+    retry_after: str | None = None,
+) -> APIStatusError:
+    """Map an error response to the matching exception of the tree."""
+    is_api, text = _api_error_text(body)
+    message = text if text is not None else body_excerpt(body)
+    if status == 401:
+        return AuthenticationError(status, message, call_id=call_id, body=body)
+    if status == 403:
+        return PermissionDeniedError(status, message, call_id=call_id, body=body)
+    if status in (400, 422):
+        return BadRequestError(status, message, call_id=call_id, body=body)
+    if status == 404 and not is_api:
+        return EndpointNotFoundError(
+            status,
+            f"{path or 'the URL'} is not an endpoint of the call API (check base_url); "
+            f"the server said: {message}",
+            call_id=call_id,
+            body=body,
+        )
+    if status == 429:
+        return RateLimitError(
+            status,
+            message,
+            call_id=call_id,
+            body=body,
+            retry_after=parse_retry_after(retry_after),
+        )
+    if status >= 500:
+        return ServerError(status, message, call_id=call_id, body=body)
+    return APIStatusError(status, message, call_id=call_id, body=body)

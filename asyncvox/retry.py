@@ -1,0 +1,215 @@
+"""The retry policy: what is transient, how long to wait, when to give up.
+
+Built on tenacity and kept visible: :meth:`RetryPolicy.retrying` returns a plain
+:class:`tenacity.AsyncRetrying` that a caller can inspect or copy. The client only enters
+it after a first attempt has failed, so the success path pays nothing for retries.
+
+Testing switch (after stamina's ``set_testing``): ``asyncvox.retry.set_testing(True)``, or
+``with asyncvox.retry.testing():``, makes every retry wait and every client-wide 429
+pause zero seconds, while keeping attempt counts and decisions exactly as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_any
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimitError,
+)
+
+__all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "set_testing", "testing"]
+
+logger = logging.getLogger("asyncvox")
+
+#: HTTP statuses worth another attempt: the server is throttling or briefly failing.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+_testing = False
+
+
+def set_testing(on: bool) -> None:
+    """Turn all retry waits (backoff, ``Retry-After``, client-wide pauses) into zero."""
+    global _testing
+    _testing = on
+
+
+def is_testing() -> bool:
+    """Whether :func:`set_testing` is on."""
+    return _testing
+
+
+@contextlib.contextmanager
+def testing(on: bool = True) -> Iterator[None]:
+    """Context manager form of :func:`set_testing`; restores the previous setting."""
+    previous = _testing
+    set_testing(on)
+    try:
+        yield
+    finally:
+        set_testing(previous)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth another attempt (never ``CancelledError``)."""
+    if isinstance(exc, APIStatusError):
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, APIConnectionError)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How asyncvox retries transient failures.
+
+    Args:
+        max_retries: retries after the first attempt (``0`` disables retrying).
+        initial_wait: the first backoff, in seconds; each next one doubles.
+        max_wait: the longest single backoff, in seconds.
+        jitter: each backoff is scaled by a random factor in ``[1 - jitter, 1 + jitter]``
+            so that many workers that failed together do not retry together.
+        max_retry_after: the longest ``Retry-After`` honoured. A server asking for more
+            gets a :class:`~asyncvox.RateLimitError` (with ``retry_after``) instead of a
+            sleep; the same cap bounds the client-wide pause after a 429.
+        deadline: seconds one call may spend across all its attempts and waits
+            (``None``: unbounded). No retry starts whose wait would pass it.
+
+    >>> policy = RetryPolicy(max_retries=2, initial_wait=0.1)
+    >>> policy.backoff(1) <= 0.1 * 1.25
+    True
+    """
+
+    max_retries: int = 4
+    initial_wait: float = 0.5
+    max_wait: float = 8.0
+    jitter: float = 0.25
+    max_retry_after: float = 60.0
+    deadline: float | None = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        if self.initial_wait < 0 or self.max_wait < 0 or self.max_retry_after < 0:
+            raise ValueError("waits must be >= 0")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be within [0, 1], got {self.jitter!r}")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError(f"deadline must be > 0 or None, got {self.deadline!r}")
+
+    def backoff(self, retry_number: int) -> float:
+        """The computed wait before retry number ``retry_number`` (1-based), with jitter."""
+        base: float = min(self.max_wait, self.initial_wait * 2.0 ** (retry_number - 1))
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+    def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
+        """The wait before the next retry: the server's ``Retry-After`` when it sent one."""
+        if _testing:
+            return 0.0
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        return self.backoff(retry_number)
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is retried at all (before attempt limits and budgets)."""
+        if not is_transient(exc):
+            return False
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return exc.retry_after <= self.max_retry_after
+        return True
+
+    def retrying(
+        self,
+        *,
+        call_id: str,
+        max_retries: int | None = None,
+        deadline: float | None = None,
+        allow_retry: Callable[[BaseException], bool] | None = None,
+    ) -> AsyncRetrying:
+        """A fresh :class:`tenacity.AsyncRetrying` for one call.
+
+        ``deadline`` is an absolute :func:`time.monotonic` time; ``allow_retry`` is asked
+        last, only for a retry that every other rule allows (the client's retry budget).
+        The last exception is re-raised when retrying stops.
+        """
+        retries = self.max_retries if max_retries is None else max_retries
+        stops: list[stop_base] = [_StopAfterRetries(retries)]
+        if deadline is not None:
+            stops.append(_StopAtDeadline(deadline))
+        if allow_retry is not None:
+            stops.append(_StopUnless(allow_retry))
+        return AsyncRetrying(
+            retry=retry_if_exception(self.should_retry),
+            stop=stop_any(*stops),
+            wait=_Wait(self),
+            sleep=asyncio.sleep,
+            before_sleep=_LogRetry(call_id),
+            reraise=True,
+        )
+
+
+class _Wait(wait_base):
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        return self.policy.wait_for(exc, retry_state.attempt_number)
+
+
+class _StopAfterRetries(stop_base):
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.attempt_number > self.retries
+
+
+class _StopAtDeadline(stop_base):
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return time.monotonic() + upcoming >= self.deadline
+
+
+class _StopUnless(stop_base):
+    def __init__(self, allow: Callable[[BaseException], bool]) -> None:
+        self.allow = allow
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        return exc is not None and not self.allow(exc)
+
+
+class _LogRetry:
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+
+    def __call__(self, retry_state: RetryCallState) -> None:
+        if not logger.isEnabledFor(logging.WARNING):
+            return
+        outcome = retry_state.outcome
+        exc: Any = outcome.exception() if outcome is not None else None
+        status = getattr(exc, "status", None)
+        logger.warning(
+            "retrying call_id=%r after attempt %d (%s%s); waiting %.2f s",
+            self.call_id,
+            retry_state.attempt_number,
+            type(exc).__name__,
+            f" {status}" if status is not None else "",
+            retry_state.upcoming_sleep,
+        )
