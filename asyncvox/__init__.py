@@ -6,6 +6,8 @@
 ...         call = await client.get_call("my-call-id")  # Call, or None if not found
 """
 
+import logging as _logging
+
 from ._bulk import CallStream
 from ._governor import Governor, RetryBudget
 from ._version import __version__
@@ -39,6 +41,9 @@ from .models import (
 )
 from .outcomes import BatchStats, FetchOutcome
 from .retry import RetryPolicy
+
+# A library logs, the application decides where it goes (and nothing reaches stderr by default).
+_logging.getLogger("asyncvox").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",

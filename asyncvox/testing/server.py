@@ -186,7 +186,10 @@ class DemoServer:
         self._window: deque[float] = deque()
         self._pool: list[bytes] = []
         if body_pool:
-            self._pool = [envelope(synth_call(f"pool-{i}", seed=seed, turns=turns)) for i in range(body_pool)]
+            self._pool = [
+                envelope(synth_call(f"pool-{i}", seed=seed, turns=turns, drift=self._drifts(f"pool-{i}")))
+                for i in range(body_pool)
+            ]
         self._runner: web.AppRunner | None = None
         self._auth_ok = f"Bearer {api_key}"
 
@@ -380,6 +383,10 @@ class DemoServer:
         window.append(now)
         return None
 
+    def _drifts(self, call_id: str) -> bool:
+        rate = self.profile.drift_rate
+        return bool(rate) and (hash((self.seed, "drift", call_id)) % 10_000) < rate * 10_000
+
     def _is_missing(self, call_id: str) -> bool:
         if call_id in self._missing:
             return True
@@ -394,9 +401,7 @@ class DemoServer:
             if self._pool:
                 body = self._pool[hash(call_id) % len(self._pool)]
             else:
-                drift = bool(self.profile.drift_rate) and (
-                    (hash((self.seed, "drift", call_id)) % 10_000) < self.profile.drift_rate * 10_000
-                )
+                drift = self._drifts(call_id)
                 body = envelope(synth_call(call_id, seed=self.seed, turns=self.turns, drift=drift))
         return web.Response(status=200, body=body, content_type="application/json")
 
