@@ -467,6 +467,7 @@ def serve_demo(port: int, api_key: str, fault_rate: float, rps_limit: float | No
         )
         await server.serve_forever()
 
-    with contextlib.suppress(SystemExit):
-        _run(serve())
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how this command ends
+        asyncio.run(serve())
+    click.echo("demo server stopped")
 

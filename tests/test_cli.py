@@ -1,0 +1,273 @@
+"""The command line, driven as users drive it: a real process against a real loopback server."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asyncvox.testing import DemoServer, Fault, FaultProfile
+
+KEY = "cli-test-key"
+
+
+@pytest.fixture
+def api() -> Iterator[DemoServer]:
+    """A threaded loopback server (the CLI runs in another process)."""
+    with DemoServer(api_key=KEY, turns=4).running_in_thread() as server:
+        yield server
+
+
+def _env(server: DemoServer | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCVOX_")}
+    if server is not None:
+        env["ASYNCVOX_API_KEY"] = KEY
+        env["ASYNCVOX_BASE_URL"] = server.base_url
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncvox", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _ids_file(tmp_path: Path, ids: list[str], name: str = "ids.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(f"{i}\n" for i in ids))
+    return path
+
+
+def _exported_ids(out: Path) -> list[str]:
+    return [json.loads(line)["customerCallId"] for line in out.read_bytes().splitlines()]
+
+
+def test_fetch_writes_calls_missing_and_a_summary(api: DemoServer, tmp_path: Path) -> None:
+    api.add_missing("gone-1", "gone-2")
+    ids = [f"call-{i}" for i in range(40)]
+    text = "\n".join(["  call-0  ", "", *ids, "gone-1", "gone-2", "call-3", "id with # hash"]) + "\n"
+    (tmp_path / "ids.txt").write_text(text)
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", str(tmp_path / "ids.txt"), "--out", str(out), "--json-summary"], _env(api))
+    assert proc.returncode == 0, proc.stderr
+    exported = _exported_ids(out)
+    assert sorted(exported) == sorted([*ids, "id with # hash"])  # trimmed, blanks skipped, deduped
+    assert sorted(Path(f"{out}.missing").read_text().split("\n")[:-1]) == ["gone-1", "gone-2"]
+    summary = json.loads(proc.stdout)
+    assert summary["found"] == 41 and summary["missing"] == 2 and summary["failed"] == 0
+    assert "calls ->" in proc.stderr
+    assert KEY not in proc.stdout + proc.stderr
+
+
+def test_fetch_writes_the_servers_own_bytes(api: DemoServer, tmp_path: Path) -> None:
+    call = b'{"id":"c1","customerCallId":"raw-1","status":"weird" ,"x":[1, 2]}'
+    body = b'{"success":true,"call":' + call + b',"url":"u"}'
+    api.add_call(body, call_id="raw-1")
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", "-", "--out", str(out), "-q"], _env(api), stdin="raw-1\n")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == call + b"\n"
+
+
+def test_fetch_reports_failures_and_exits_1(api: DemoServer, tmp_path: Path) -> None:
+    api.script("broken", [503] * 3)
+    ids = _ids_file(tmp_path, ["ok-1", "broken", "ok-2"])
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", str(ids), "--out", str(out), "--max-retries", "1"], _env(api))
+    assert proc.returncode == 1, proc.stderr
+    failed = [json.loads(line) for line in Path(f"{out}.failed.jsonl").read_text().splitlines()]
+    assert failed == [
+        {
+            "id": "broken",
+            "error": "ServerError",
+            "status": 503,
+            "message": "Service unavailable",
+            "attempts": 2,
+        }
+    ]
+    assert sorted(_exported_ids(out)) == ["ok-1", "ok-2"]
+    # --resume retries only the failed id, and now it succeeds.
+    proc = _run(["fetch", str(ids), "--out", str(out), "--resume"], _env(api))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(_exported_ids(out)) == ["broken", "ok-1", "ok-2"]
+    assert api.stats.requests_for("ok-1") == 1
+
+
+@pytest.mark.parametrize(
+    ("env_change", "message"),
+    [
+        ({"ASYNCVOX_API_KEY": ""}, "ASYNCVOX_API_KEY"),
+        ({"ASYNCVOX_API_KEY": "wrong-key"}, "401"),
+        ({"ASYNCVOX_BASE_URL": "http://127.0.0.1:1/v1"}, "connection failed"),
+    ],
+)
+def test_configuration_errors_exit_2_with_one_line(
+    api: DemoServer, tmp_path: Path, env_change: dict[str, str], message: str
+) -> None:
+    ids = _ids_file(tmp_path, [f"c-{i}" for i in range(200)])
+    env = _env(api)
+    env.update(env_change)
+    if not env["ASYNCVOX_API_KEY"]:
+        del env["ASYNCVOX_API_KEY"]
+    proc = _run(["fetch", str(ids), "--out", str(tmp_path / "o.jsonl"), "--max-retries", "0"], env)
+    if "127.0.0.1:1" in env["ASYNCVOX_BASE_URL"]:
+        # Nothing listens there: every id fails (a connection error is per id, not fatal).
+        assert proc.returncode == 1
+        assert message in Path(f"{tmp_path / 'o.jsonl'}.failed.jsonl").read_text()
+        return
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert "wrong-key" not in proc.stderr
+
+
+def test_wrong_base_url_exits_2(api: DemoServer, tmp_path: Path) -> None:
+    ids = _ids_file(tmp_path, ["a", "b", "c"])
+    env = _env(api, ASYNCVOX_BASE_URL=api.base_url.replace("/v1", "/not-the-api"))
+    proc = _run(["fetch", str(ids), "--out", str(tmp_path / "o.jsonl")], env)
+    assert proc.returncode == 2
+    assert "base_url" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_ids_file_exits_2_naming_the_line(api: DemoServer, tmp_path: Path) -> None:
+    path = tmp_path / "ids.bin"
+    path.write_bytes(b"good-1\ngood-2\n\xff\xfe\x00garbage\n")
+    proc = _run(["fetch", str(path), "--out", str(tmp_path / "o.jsonl")], _env(api))
+    assert proc.returncode == 2
+    assert "line 3" in proc.stderr
+
+
+def test_existing_output_needs_resume_or_force(api: DemoServer, tmp_path: Path) -> None:
+    ids = _ids_file(tmp_path, ["a"])
+    out = tmp_path / "o.jsonl"
+    out.write_text("precious\n")
+    proc = _run(["fetch", str(ids), "--out", str(out)], _env(api))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert out.read_text() == "precious\n"
+    assert _run(["fetch", str(ids), "--out", str(out), "--force"], _env(api)).returncode == 0
+    assert _exported_ids(out) == ["a"]
+
+
+def test_resume_after_kill_at_a_random_point_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    ids = [f"call-{i:05d}" for i in range(1500)]
+    profile = FaultProfile(latency=(0.001, 0.004), missing_rate=0.05, seed=seed)
+    with DemoServer(api_key=KEY, turns=4, profile=profile).running_in_thread() as server:
+        ids_path = _ids_file(tmp_path, ids)
+        out = tmp_path / "calls.jsonl"
+        args = ["fetch", str(ids_path), "--out", str(out), "-q", "--concurrency", "8"]
+        proc = subprocess.Popen([sys.executable, "-m", "asyncvox", *args], env=_env(server))
+        kill_after = rng.randrange(50, 700)
+        deadline = time.monotonic() + 30
+        done_path = Path(f"{out}.done")
+        while proc.poll() is None and time.monotonic() < deadline:
+            if done_path.exists() and done_path.read_bytes().count(b"\n") >= kill_after:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL, f"finished before the kill (seed {seed})"
+        # Simulate the worst moment: a half-written line at the end of the output.
+        with out.open("ab") as fh:
+            fh.write(b'{"id":"half-written')
+        again = _run([*args, "--resume"], _env(server))
+        assert again.returncode == 0, again.stderr
+    exported = _exported_ids(out)
+    missing = Path(f"{out}.missing").read_text().split()
+    assert len(exported) == len(set(exported)), f"duplicates (seed {seed})"
+    assert len(missing) == len(set(missing)), f"duplicate missing ids (seed {seed})"
+    assert sorted(exported + missing) == ids, f"lost ids (seed {seed})"
+    assert missing, "the profile should make some ids missing"
+
+
+def test_ctrl_c_stops_promptly_with_130(tmp_path: Path) -> None:
+    profile = FaultProfile(latency=(0.05, 0.1))
+    with DemoServer(api_key=KEY, turns=4, profile=profile).running_in_thread() as server:
+        ids = _ids_file(tmp_path, [f"c-{i}" for i in range(5000)])
+        out = tmp_path / "o.jsonl"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asyncvox", "fetch", str(ids), "--out", str(out), "-q"],
+            env=_env(server),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        done_path = Path(f"{out}.done")
+        deadline = time.monotonic() + 30
+        while not (done_path.exists() and done_path.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    lines = out.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+
+
+def test_get_prints_a_readable_summary_and_json(api: DemoServer) -> None:
+    proc = _run(["get", "booking-7"], _env(api))
+    assert proc.returncode == 0, proc.stderr
+    assert "status completed" in proc.stdout
+    assert "latency p50/p90/p95" in proc.stdout and "transcript" in proc.stdout
+    raw = _run(["get", "booking-7", "--json"], _env(api))
+    assert json.loads(raw.stdout)["customerCallId"] == "booking-7"
+    api.add_missing("nope")
+    missing = _run(["get", "nope"], _env(api))
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    proc = _run(["demo", "--calls", "300", "--out", str(out), "--json-summary"], _env(None))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["done"] == 300 and summary["failed"] == 0
+    assert summary["found"] + summary["missing"] == 300
+    assert len(out.read_bytes().splitlines()) == summary["found"]
+    assert "what the data says" in proc.stderr and "evaluations passed" in proc.stderr
+
+
+def test_serve_demo_serves_until_interrupted() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncvox", "serve-demo", "--port", "0"],
+        env=_env(None),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "serving the demo call API at http://127.0.0.1:" in first
+        base = first.split(" at ")[1].split(" ")[0]
+        got = _run(
+            ["get", "demo-1", "--json"], _env(None, ASYNCVOX_API_KEY="demo-key", ASYNCVOX_BASE_URL=base)
+        )
+        assert got.returncode == 0, got.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_scripted_fault_is_retried_by_the_cli(api: DemoServer, tmp_path: Path) -> None:
+    api.script("flaky", [Fault.rate_limited("0"), 502])
+    proc = _run(
+        ["fetch", "-", "--out", str(tmp_path / "o.jsonl"), "--json-summary"], _env(api), stdin="flaky\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["retries_by_cause"] == {"429": 1, "502": 1}
