@@ -41,6 +41,7 @@ from .models import (
 )
 from .outcomes import BatchStats, FetchOutcome
 from .retry import RetryPolicy
+from .sync import fetch_calls_sync, get_call_sync
 
 # A library logs, the application decides where it goes (and nothing reaches stderr by default).
 _logging.getLogger("asyncvox").addHandler(_logging.NullHandler())
@@ -78,4 +79,6 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "__version__",
+    "fetch_calls_sync",
+    "get_call_sync",
 ]

@@ -1,0 +1,68 @@
+"""Blocking entry points for scripts and notebooks.
+
+``asyncio.run()`` fails inside a running event loop (a Jupyter cell, an async framework's
+sync callback). These functions work in both places: with no loop running they use
+``asyncio.run``; with one running in this thread they run their own loop in a worker
+thread and block until it is done. In a notebook, prefer top-level ``await`` with a
+:class:`~asyncvox.Client` when you can: it does not block the notebook's loop.
+
+>>> outcomes = asyncvox.fetch_calls_sync(["call-1", "call-2"])  # doctest: +SKIP
+>>> call = asyncvox.get_call_sync("call-1")                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+from .client import Client
+from .models import Call
+from .outcomes import FetchOutcome
+
+__all__ = ["fetch_calls_sync", "get_call_sync"]
+
+T = TypeVar("T")
+
+
+def _run_blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asyncvox-sync") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def get_call_sync(
+    call_id: str, *, api_key: str | None = None, base_url: str | None = None, **client_kwargs: Any
+) -> Call | None:
+    """Blocking :meth:`Client.get_call` with a client of its own (closed before returning)."""
+
+    async def run() -> Call | None:
+        async with Client(api_key, base_url, **client_kwargs) as client:
+            return await client.get_call(call_id)
+
+    return _run_blocking(run)
+
+
+def fetch_calls_sync(
+    ids: Iterable[str],
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    concurrency: int | None = None,
+    dedupe: bool = True,
+    **client_kwargs: Any,
+) -> list[FetchOutcome]:
+    """Blocking :meth:`Client.get_calls`: one outcome per distinct id, in input order."""
+
+    async def run() -> list[FetchOutcome]:
+        kwargs = dict(client_kwargs)
+        if concurrency is not None:
+            kwargs["concurrency"] = concurrency
+        async with Client(api_key, base_url, **kwargs) as client:
+            return await client.get_calls(ids, dedupe=dedupe)
+
+    return _run_blocking(run)
