@@ -235,11 +235,6 @@ class _Batch:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.stats.stopped is None:
             self.stats.stopped = time.monotonic()
-        if self.async_ids is not None:
-            aclose = getattr(self.async_ids, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
 
 
 class CallStream:
@@ -308,4 +303,5 @@ class CallStream:
         if batch is not None and not batch.finished:
             for task in batch.tasks:
                 if not task.done():
-                    task.cancel()
+                    with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                        task.cancel()

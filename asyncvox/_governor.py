@@ -130,7 +130,7 @@ class Governor:
         while True:
             wait = self._pause_until - loop.time()
             if wait > 0:
-                await asyncio.sleep(0.0 if _retry.is_testing() else wait)
+                await asyncio.sleep(wait)
                 continue
             if self.in_flight < self.limit and not self._waiters:
                 break
@@ -188,8 +188,9 @@ class Governor:
         loop = asyncio.get_running_loop()
         now = loop.time()
         pause = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
-        until = now + min(pause, self.max_pause)
-        if until > self._pause_until:
+        # The testing switch zeroes every wait: the limit still halves, nobody pauses.
+        until = now + (0.0 if _retry.is_testing() else min(pause, self.max_pause))
+        if until > self._pause_until and until > now:
             self._pause_until = until
             loop.call_at(until, self._resume)
         self._simple = False
