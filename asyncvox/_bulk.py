@@ -79,6 +79,8 @@ class _Batch:
         self.running = workers
         self.tasks: list[asyncio.Task[None]] = []
         self.finished = False
+        #: Ordered mode: the head slot being awaited (kept across a timed-out ``anext``).
+        self.head: asyncio.Future[Any] | None = None
 
     def start(self) -> None:
         self.tasks = [
@@ -177,6 +179,8 @@ class _Batch:
             finally:
                 if not slot.done() and self.fatal is not None:
                     slot.set_result(_ABORTED)
+            if slot.done():
+                continue  # the batch was aborted meanwhile
             if outcome.error is not None and isinstance(outcome.error, FATAL_ERRORS):
                 slot.set_result(_ABORTED)
                 raise outcome.error
@@ -212,11 +216,20 @@ class _Batch:
         if self.finished:
             raise StopAsyncIteration
         try:
-            item = await self.queue.get()
-            if self.ordered and isinstance(item, asyncio.Future):
-                item = await item
+            head = self.head
+            if head is None:
+                item = await self.queue.get()
+                if self.ordered and isinstance(item, asyncio.Future):
+                    head = self.head = item
+            if head is not None:
+                if not head.done():
+                    # asyncio.wait, unlike await, leaves the slot alone if we are cancelled:
+                    # a timeout around anext() must not lose the head of the window.
+                    await asyncio.wait((head,))
+                item = head.result()
+                self.head = None
         except asyncio.CancelledError:
-            self.cancel_workers()
+            self._cancelled_while_waiting()
             raise
         if item is _DONE or item is _ABORTED:
             await self.close()
@@ -225,6 +238,24 @@ class _Batch:
             raise StopAsyncIteration
         self.stats.record(item)
         return item  # type: ignore[no-any-return]
+
+    def _cancelled_while_waiting(self) -> None:
+        """Our consumer was cancelled: stop the workers, unless it was only a timeout.
+
+        ``asyncio.timeout()`` around ``anext()`` cancels the task and then uncancels it as
+        it turns the cancellation into ``TimeoutError``; a real cancellation stays pending
+        until the task ends. Look one loop iteration later to tell them apart.
+        """
+        task = asyncio.current_task()
+        if task is None:
+            self.cancel_workers()
+            return
+
+        def check() -> None:
+            if task.done() or task.cancelling():
+                self.cancel_workers()
+
+        asyncio.get_running_loop().call_soon(check)
 
     async def close(self) -> None:
         if self.finished:

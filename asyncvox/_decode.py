@@ -24,8 +24,12 @@ from .models import Call
 logger = logging.getLogger("asyncvox")
 
 
-class _Envelope(msgspec.Struct, gc=False):
-    """The 200 body, decoded in one pass: ``{"success": ..., "call": {...}, "url": ...}``."""
+class _Envelope(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """The 200 body, decoded in one pass: ``{"success": ..., "call": {...}, "url": ...}``.
+
+    Unknown top-level keys are refused so that such a body takes the slow path: the
+    canonical byte slice below is only exact for exactly these three keys.
+    """
 
     success: Any = None
     call: Call | msgspec.UnsetType | None = msgspec.UNSET
@@ -51,7 +55,7 @@ _CANONICAL_HEAD = b'{"success":true,"call":'
 _CANONICAL_URL = b',"url":"'
 
 #: A well-formed call needs very few repairs; this bounds the work on a pathological one.
-_MAX_REPAIRS = 64
+_MAX_REPAIRS = 256
 _PATH_RE = re.compile(r" - at `\$(.*)`$")
 _STEP_RE = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
@@ -114,7 +118,11 @@ def _decode_body_slow(body: bytes, call_id: str | None) -> tuple[Call | None, by
     raw_bytes = bytes(raw)
     if raw_bytes == b"null":
         return None, None, url
-    return decode_call(raw_bytes, call_id), raw_bytes, url
+    try:
+        call = decode_call(raw_bytes, call_id)
+    except DecodeError as exc:
+        raise DecodeError(f"the response's call is not decodable: {exc}", raw=body, call_id=call_id) from None
+    return call, raw_bytes, url
 
 
 def decode_call(raw: bytes | msgspec.Raw, call_id: str | None = None) -> Call:
@@ -155,8 +163,10 @@ def _decode_lenient(raw: bytes | msgspec.Raw, call_id: str | None) -> Call:
                 path = path[:-1]
                 if not path:
                     break
-            _repair(obj, path)
-            last_path = path
+            deleted = _repair(obj, path)
+            # Deleting a list element always makes progress: the next error may sit at
+            # the same index (the next element) without meaning the repair failed.
+            last_path = None if deleted else path
             repaired.append(_format_path(path))
         else:
             if repaired:
@@ -184,7 +194,7 @@ def _format_path(path: tuple[str | int, ...]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
-def _repair(obj: Any, path: tuple[str | int, ...]) -> None:
+def _repair(obj: Any, path: tuple[str | int, ...]) -> bool:
     parent = obj
     for step in path[:-1]:
         parent = parent[step]
@@ -192,9 +202,10 @@ def _repair(obj: Any, path: tuple[str | int, ...]) -> None:
     if isinstance(parent, list):
         assert isinstance(key, int)
         del parent[key]
-        return
+        return True
     value = parent.get(key) if isinstance(parent, dict) else None
     parent[key] = _as_aware_datetime(value)
+    return False
 
 
 def _as_aware_datetime(value: Any) -> datetime | None:

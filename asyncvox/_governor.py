@@ -21,6 +21,7 @@ import time
 from collections import deque
 
 from . import retry as _retry
+from .errors import APITimeoutError, RateLimitError
 
 #: Pause after a 429 that carried no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 1.0
@@ -124,12 +125,31 @@ class Governor:
             return True
         return False
 
-    async def acquire(self) -> None:
-        """Wait for a slot: the pause, then the in-flight limit, then the start rate."""
+    @property
+    def paused_for(self) -> float:
+        """Seconds until new requests may start again after a 429 (0.0 when not paused)."""
+        if not self._pause_until:
+            return 0.0
+        return max(0.0, self._pause_until - asyncio.get_running_loop().time())
+
+    async def acquire(self, call_id: str | None = None, deadline: float | None = None) -> None:
+        """Wait for a slot: the pause, then the in-flight limit, then the start rate.
+
+        ``deadline`` (a :func:`time.monotonic` time) bounds the wait: a pause that would
+        outlast it raises :class:`~asyncvox.RateLimitError` at once (with the pause left as
+        ``retry_after``), a slot that does not free up in time :class:`~asyncvox.APITimeoutError`.
+        """
         loop = asyncio.get_running_loop()
         while True:
             wait = self._pause_until - loop.time()
             if wait > 0:
+                if deadline is not None and time.monotonic() + wait > deadline:
+                    raise RateLimitError(
+                        429,
+                        f"the client is pausing {wait:.2f} s after a 429, past this call's total_timeout",
+                        call_id=call_id,
+                        retry_after=wait,
+                    )
                 await asyncio.sleep(wait)
                 continue
             if self.in_flight < self.limit and not self._waiters:
@@ -137,12 +157,21 @@ class Governor:
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             try:
-                await fut
-            except BaseException:
+                if deadline is None:
+                    await fut
+                else:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await fut
+            except BaseException as exc:
                 if fut in self._waiters:
                     self._waiters.remove(fut)
                 elif fut.done() and not fut.cancelled():
                     self._wake()  # we were handed a slot we will not use: pass it on
+                if isinstance(exc, TimeoutError):
+                    raise APITimeoutError(
+                        f"no free request slot within total_timeout for call_id={call_id!r}",
+                        call_id=call_id,
+                    ) from None
                 raise
             if self._pause_until <= loop.time() and self.in_flight < self.limit:
                 break

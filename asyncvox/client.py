@@ -50,6 +50,13 @@ USER_AGENT: Final = (
     f"python/{sys.version_info.major}.{sys.version_info.minor}"
 )
 
+
+class _Unset:
+    pass
+
+
+_UNSET: Final = _Unset()
+
 _Ids = Iterable[Any] | AsyncIterable[Any]
 
 
@@ -110,7 +117,7 @@ class Client:
         rate_limit: float | None = None,
         session: aiohttp.ClientSession | None = None,
         retry: RetryPolicy | None = None,
-        total_timeout: float | None = 300.0,
+        total_timeout: float | _Unset | None = _UNSET,
         retry_budget: RetryBudget | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
@@ -150,7 +157,7 @@ class Client:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._policy = policy
-        self._total_timeout = total_timeout
+        self._total_timeout = policy.deadline if isinstance(total_timeout, _Unset) else total_timeout
         self.base_url: Final[str] = base.rstrip("/")
         self.concurrency: Final[int] = concurrency
         self.rate_limit: Final[float | None] = rate_limit
@@ -169,7 +176,9 @@ class Client:
         self._user_session = session
         self._session: aiohttp.ClientSession | None = session
         self._request_kwargs: dict[str, Any] = (
-            {"headers": self._headers, "timeout": self._timeout} if session is not None else {}
+            {"headers": self._headers, "timeout": self._timeout, "raise_for_status": False}
+            if session is not None
+            else {}
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -228,6 +237,10 @@ class Client:
                 connector=connector,
                 trust_env=True,
             )
+            # aiohttp >= 3.14 re-sends an idempotent request once, invisibly, when the
+            # connection drops; asyncvox counts and budgets its own retries instead.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
         elif session.closed:
             raise ConfigurationError("the aiohttp session given to this Client is closed")
         return session
@@ -319,21 +332,24 @@ class Client:
         total_timeout: float | None = None,
     ) -> FetchOutcome:
         url = URL(self._calls_prefix + quote(call_id, safe=""), encoded=True)
-        started = time.monotonic()
+        limit = self._total_timeout if total_timeout is None else total_timeout
+        deadline = time.monotonic() + limit if limit is not None else None
         self._governor.budget.first_attempts += 1
         try:
-            call, raw, link = await self._attempt(call_id, url, stats)
+            call, raw, link = await self._attempt(call_id, url, stats, deadline)
         except AsyncvoxError as exc:
-            return await self._retry(call_id, url, exc, stats, max_retries, total_timeout, started)
+            return await self._retry(call_id, url, exc, stats, max_retries, deadline)
         return FetchOutcome(call_id, call, None, 1, raw, link)
 
     async def _attempt(
-        self, call_id: str, url: URL, stats: BatchStats | None
+        self, call_id: str, url: URL, stats: BatchStats | None, deadline: float | None
     ) -> tuple[Call | None, bytes | None, str | None]:
         """Send one request and turn its answer into (call, raw, url) or an exception."""
         gov = self._governor
         if not gov.try_acquire():
-            await gov.acquire()
+            await gov.acquire(call_id, deadline)
+        if stats is not None:
+            stats.requests += 1
         try:
             session = self._session
             assert session is not None
@@ -350,10 +366,13 @@ class Client:
                 f"connection failed for call_id={call_id!r}: {type(exc).__name__}: {exc}",
                 call_id=call_id,
             ) from None
+        except RuntimeError:
+            if self._closed:  # aiohttp's "Session is closed": closed while this call ran
+                raise ConfigurationError("this asyncvox.Client was closed while the call ran") from None
+            raise
         finally:
             gov.release()
         if stats is not None:
-            stats.requests += 1
             stats.statuses[status] += 1
             stats.bytes_received += len(body)
         if status == 200:
@@ -381,19 +400,17 @@ class Client:
         first: AsyncvoxError,
         stats: BatchStats | None,
         max_retries: int | None,
-        total_timeout: float | None,
-        started: float,
+        deadline: float | None,
     ) -> FetchOutcome:
         """The slow path: tenacity drives attempts 2..n after a first failure."""
         policy = self._policy
         retries = policy.max_retries if max_retries is None else max_retries
         if retries == 0 or not policy.should_retry(first):
             return FetchOutcome(call_id, None, first, 1)
-        limit = self._total_timeout if total_timeout is None else total_timeout
         retrying = policy.retrying(
             call_id=call_id,
             max_retries=retries,
-            deadline=started + limit if limit is not None else None,
+            deadline=deadline,
             allow_retry=self._allow_retry,
         )
         attempts = 0
@@ -412,7 +429,7 @@ class Client:
                         stats.retries += 1
                         stats.retries_by_cause[_retry_cause(last)] += 1
                     try:
-                        result = await self._attempt(call_id, url, stats)
+                        result = await self._attempt(call_id, url, stats, deadline)
                     except AsyncvoxError as exc:
                         last = exc
                         raise

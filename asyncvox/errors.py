@@ -149,7 +149,16 @@ class DecodeError(AsyncvoxError):
         self.call_id = call_id
 
     def __reduce__(self) -> Any:
-        return (_rebuild_status_error, (type(self), self.__dict__))
+        return (_rebuild_decode_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_decode_error(
+    cls: type[DecodeError], args: tuple[Any, ...], state: dict[str, Any]
+) -> DecodeError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 def _rebuild_status_error(cls: type[AsyncvoxError], state: dict[str, Any]) -> AsyncvoxError:

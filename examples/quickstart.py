@@ -21,7 +21,7 @@ async def main() -> None:
 
             ids = [f"call-{i}" for i in range(500)]
             async with client.iter_calls(ids) as stream:
-                async for outcome in stream:
+                async for _outcome in stream:
                     pass
                 print("batch:", stream.stats.summary())
 

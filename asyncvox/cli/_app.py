@@ -39,7 +39,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             import uvloop  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             return asyncio.run(coro)
-        return uvloop.run(coro)  # type: ignore[no-any-return]
+        return uvloop.run(coro)  # type: ignore[no-any-return, unused-ignore]
     except KeyboardInterrupt:
         click.echo("asyncvox: interrupted", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -470,4 +470,3 @@ def serve_demo(port: int, api_key: str, fault_rate: float, rps_limit: float | No
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how this command ends
         asyncio.run(serve())
     click.echo("demo server stopped")
-
