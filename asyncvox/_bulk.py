@@ -23,7 +23,9 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .client import complete
 from .errors import (
+    AsyncvoxError,
     AuthenticationError,
     ConfigurationError,
     EndpointNotFoundError,
@@ -33,7 +35,7 @@ from .errors import (
 from .outcomes import BatchStats, FetchOutcome
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import Client, Fetched
 
 __all__ = ["FATAL_ERRORS", "CallStream"]
 
@@ -44,14 +46,14 @@ _DONE: Any = object()
 _ABORTED: Any = object()
 
 
-def _bad_id_outcome(item: object) -> FetchOutcome:
+def _bad_id(item: object) -> Fetched:
     name = item if isinstance(item, str) else repr(item)
     reason = (
         "call id must not be empty"
         if item == ""
-        else (f"call id must be a str, got {type(item).__name__}: {item!r:.80}")
+        else f"call id must be a str, got {type(item).__name__}: {item!r:.80}"
     )
-    return FetchOutcome(name, None, InvalidCallIdError(reason), 0)
+    return (name, 0, InvalidCallIdError(reason), None, None, None)
 
 
 class _Batch:
@@ -103,10 +105,10 @@ class _Batch:
             self.exhausted = True
         return item
 
-    def _admit(self, item: Any) -> FetchOutcome | str | None:
-        """A sendable id, a ready outcome for a bad one, or ``None`` for a duplicate."""
+    def _admit(self, item: Any) -> Fetched | str | None:
+        """A sendable id, a ready result for a bad one, or ``None`` for a duplicate."""
         if not (isinstance(item, str) and item):
-            return _bad_id_outcome(item)
+            return _bad_id(item)
         seen = self.seen
         if seen is not None:
             if item in seen:
@@ -148,12 +150,14 @@ class _Batch:
             if admitted is None:
                 continue
             if type(admitted) is str:
-                outcome = await fetch(admitted, stats)
-                if outcome.error is not None and isinstance(outcome.error, FATAL_ERRORS):
-                    raise outcome.error
+                fetched = await fetch(admitted, stats)
+                error = fetched[2]
+                if error is not None and isinstance(error, FATAL_ERRORS):
+                    raise error
             else:
-                outcome = admitted  # type: ignore[assignment]
-            await queue.put(outcome)
+                fetched = admitted  # type: ignore[assignment]
+            await queue.put(fetched)
+            del fetched  # don't keep a body alive through the next request
 
     async def _work_ordered(self) -> None:
         fetch = self.client._fetch
@@ -168,23 +172,24 @@ class _Batch:
                     admitted = self._admit(item)
                     if admitted is not None:
                         break
-                slot: asyncio.Future[FetchOutcome] = loop.create_future()
+                slot: asyncio.Future[Fetched] = loop.create_future()
                 # Enqueued before the fetch, under the lock: queue order is input order.
                 await self.queue.put(slot)
             if type(admitted) is not str:
                 slot.set_result(admitted)  # type: ignore[arg-type]
                 continue
             try:
-                outcome = await fetch(admitted, stats)
+                fetched = await fetch(admitted, stats)
             finally:
                 if not slot.done() and self.fatal is not None:
                     slot.set_result(_ABORTED)
             if slot.done():
                 continue  # the batch was aborted meanwhile
-            if outcome.error is not None and isinstance(outcome.error, FATAL_ERRORS):
+            error = fetched[2]
+            if error is not None and isinstance(error, FATAL_ERRORS):
                 slot.set_result(_ABORTED)
-                raise outcome.error
-            slot.set_result(outcome)
+                raise error
+            slot.set_result(fetched)
 
     def abort(self, exc: BaseException) -> None:
         """Stop every worker and make the consumer raise ``exc`` next."""
@@ -236,8 +241,9 @@ class _Batch:
             if self.fatal is not None:
                 raise self.fatal
             raise StopAsyncIteration
-        self.stats.record(item)
-        return item  # type: ignore[no-any-return]
+        outcome = complete(item)
+        self.stats.record(outcome)
+        return outcome
 
     def _cancelled_while_waiting(self) -> None:
         """Our consumer was cancelled: stop the workers, unless it was only a timeout.
@@ -252,8 +258,11 @@ class _Batch:
             return
 
         def check() -> None:
-            if task.done() or task.cancelling():
-                self.cancel_workers()
+            # A task that is done was a wrapper (Python 3.11's wait_for runs anext() in a
+            # task of its own): the consumer lives on. One still unwinding with a pending
+            # cancellation is the consumer itself being cancelled: stop the batch.
+            if not task.done() and task.cancelling() and self.fatal is None:
+                self.abort(AsyncvoxError("the stream was stopped: its consumer was cancelled"))
 
         asyncio.get_running_loop().call_soon(check)
 

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from ._decode import decode_body
+from ._decode import CallBytes, decode_found, split_body
 from ._governor import Governor, RetryBudget
 from ._version import __version__
 from .errors import (
@@ -29,6 +29,7 @@ from .errors import (
     APITimeoutError,
     AsyncvoxError,
     ConfigurationError,
+    DecodeError,
     InvalidCallIdError,
     RateLimitError,
     is_api_not_found,
@@ -72,6 +73,27 @@ def env_proxy(url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return proxy
+
+
+#: One id's result before its call is decoded:
+#: (call_id, attempts, error, body, the call's bytes or ``None``, dashboard url).
+Fetched = tuple[str, int, AsyncvoxError | None, bytes | None, CallBytes | None, str | None]
+
+
+def complete(fetched: Fetched) -> FetchOutcome:
+    """Decode a fetched call into its :class:`FetchOutcome`.
+
+    Bulk workers hand over :data:`Fetched` and the consumer's task calls this right before
+    yielding, so the decoded call is fresh when the caller uses it (see ``split_body``).
+    """
+    call_id, attempts, error, body, raw, link = fetched
+    if raw is None or body is None:
+        return FetchOutcome(call_id, None, error, attempts)
+    try:
+        call, exact = decode_found(body, raw, call_id)
+    except DecodeError as exc:
+        return FetchOutcome(call_id, None, exc, attempts)
+    return FetchOutcome(call_id, call, None, attempts, bytes(exact), link)
 
 
 def check_call_id(call_id: object) -> str:
@@ -314,7 +336,7 @@ class Client:
         """
         check_call_id(call_id)
         self._ready()
-        return await self._fetch(call_id, None, max_retries, total_timeout)
+        return complete(await self._fetch(call_id, None, max_retries, total_timeout))
 
     # -- bulk ----------------------------------------------------------------------
 
@@ -351,21 +373,21 @@ class Client:
         stats: BatchStats | None,
         max_retries: int | None = None,
         total_timeout: float | None = None,
-    ) -> FetchOutcome:
+    ) -> Fetched:
         url = URL(self._calls_prefix + quote(call_id, safe=""), encoded=True)
         limit = self._total_timeout if total_timeout is None else total_timeout
         deadline = time.monotonic() + limit if limit is not None else None
         self._governor.budget.first_attempts += 1
         try:
-            call, raw, link = await self._attempt(call_id, url, stats, deadline)
+            body, raw, link = await self._attempt(call_id, url, stats, deadline)
         except AsyncvoxError as exc:
             return await self._retry(call_id, url, exc, stats, max_retries, deadline)
-        return FetchOutcome(call_id, call, None, 1, raw, link)
+        return (call_id, 1, None, body, raw, link)
 
     async def _attempt(
         self, call_id: str, url: URL, stats: BatchStats | None, deadline: float | None
-    ) -> tuple[Call | None, bytes | None, str | None]:
-        """Send one request and turn its answer into (call, raw, url) or an exception."""
+    ) -> tuple[bytes, CallBytes | None, str | None]:
+        """Send one request: (body, the call's bytes or ``None`` for not found, url), or raise."""
         gov = self._governor
         if not gov.try_acquire():
             await gov.acquire(call_id, deadline)
@@ -397,12 +419,12 @@ class Client:
             stats.statuses[status] += 1
             stats.bytes_received += len(body)
         if status == 200:
-            result = decode_body(body, call_id)
+            raw, link = split_body(body, call_id)
             if gov.limit < gov.cap:
                 gov.on_success()
-            return result
+            return body, raw, link
         if status == 404 and is_api_not_found(body):
-            return None, None, None
+            return body, None, None
         error = status_error(
             status,
             body,
@@ -422,12 +444,12 @@ class Client:
         stats: BatchStats | None,
         max_retries: int | None,
         deadline: float | None,
-    ) -> FetchOutcome:
+    ) -> Fetched:
         """The slow path: tenacity drives attempts 2..n after a first failure."""
         policy = self._policy
         retries = policy.max_retries if max_retries is None else max_retries
         if retries == 0 or not policy.should_retry(first):
-            return FetchOutcome(call_id, None, first, 1)
+            return (call_id, 1, first, None, None, None)
         retrying = policy.retrying(
             call_id=call_id,
             max_retries=retries,
@@ -436,7 +458,7 @@ class Client:
         )
         attempts = 0
         last: AsyncvoxError = first
-        result: tuple[Call | None, bytes | None, str | None] | None = None
+        result: tuple[bytes, CallBytes | None, str | None] | None = None
         try:
             async for attempt in retrying:
                 with attempt:
@@ -455,10 +477,10 @@ class Client:
                         last = exc
                         raise
         except AsyncvoxError as exc:
-            return FetchOutcome(call_id, None, exc, attempts)
+            return (call_id, attempts, exc, None, None, None)
         assert result is not None
-        call, raw, link = result
-        return FetchOutcome(call_id, call, None, attempts, raw, link)
+        body, raw, link = result
+        return (call_id, attempts, None, body, raw, link)
 
     def _allow_retry(self, exc: BaseException) -> bool:
         # Throttling is the governor's job (pause + smaller limit); the budget is for outages.
