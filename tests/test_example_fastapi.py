@@ -5,31 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
-import sys
 import warnings
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _examples import load_example
 
 import asyncvox
 from asyncvox.testing import DemoServer, Fault, FaultProfile
 
-
-def _load_example(name: str) -> Any:
-    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"asyncvox_examples.{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # registered, as pydantic resolves annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-fastapi_app = _load_example("fastapi_app")
+fastapi_app = load_example("fastapi_app")
 
 KEY = "fastapi-example-key-0123456789"
 

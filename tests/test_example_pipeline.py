@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import sqlite3
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from _examples import load_example
+
 import asyncvox
 from asyncvox.testing import DemoServer
 
-
-def _load_example(name: str) -> Any:
-    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"asyncvox_examples.{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # registered, as pydantic resolves annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-pipeline = _load_example("pipeline")
+pipeline = load_example("pipeline")
 
 GOOD = [f"c-{i}" for i in range(40)]
 IDS = [*GOOD[:20], "c-3", "gone-1", "flaky", *GOOD[20:], "gone-2", "c-7", "broken"]
@@ -75,16 +64,24 @@ async def test_outcomes_land_in_sqlite(server: DemoServer, client: asyncvox.Clie
     outcome = await client.fetch("c-5")
     call = outcome.call
     assert call is not None and call.messages and call.evaluation_results and outcome.raw
-    row = query(db, "SELECT id, status, result, duration, latency_p90, dashboard_url, raw_json FROM calls "
-                "WHERE call_id = 'c-5'")
+    row = query(
+        db,
+        "SELECT id, status, result, duration, latency_p90, dashboard_url, raw_json FROM calls "
+        "WHERE call_id = 'c-5'",
+    )
     figures = (call.id, call.status, call.result, call.duration, call.latency_p90)
     assert row == [(*figures, outcome.url, outcome.raw.decode())]  # the server's own bytes, as sent
     assert json.loads(row[0][-1])["customerCallId"] == "c-5"
-    messages = query(db, "SELECT role, message, seconds_from_start, duration FROM messages "
-                     "WHERE call_id = 'c-5' ORDER BY seq")
+    messages = query(
+        db,
+        "SELECT role, message, seconds_from_start, duration FROM messages WHERE call_id = 'c-5' ORDER BY seq",
+    )
     assert messages == [(m.role, m.message, m.seconds_from_start, m.duration) for m in call.messages]
-    evaluations = query(db, "SELECT id, evaluation_id, success, result FROM evaluation_results "
-                        "WHERE call_id = 'c-5' ORDER BY seq")
+    evaluations = query(
+        db,
+        "SELECT id, evaluation_id, success, result FROM evaluation_results "
+        "WHERE call_id = 'c-5' ORDER BY seq",
+    )
     assert evaluations == [(e.id, e.evaluation_id, e.success, e.result) for e in call.evaluation_results]
 
     # Every found call's evaluations are there, and nothing else.
