@@ -83,6 +83,8 @@ class _Batch:
         self.finished = False
         #: Ordered mode: the head slot being awaited (kept across a timed-out ``anext``).
         self.head: asyncio.Future[Any] | None = None
+        self.busy = False
+        self.watched: set[asyncio.Task[Any]] = set()
 
     def start(self) -> None:
         self.tasks = [
@@ -220,6 +222,12 @@ class _Batch:
     async def next(self) -> FetchOutcome:
         if self.finished:
             raise StopAsyncIteration
+        if self.busy:
+            raise RuntimeError(
+                "anext(): this CallStream is already being awaited by another task; "
+                "consume it from one task and fan its outcomes out yourself"
+            )
+        self.busy = True
         try:
             head = self.head
             if head is None:
@@ -234,8 +242,10 @@ class _Batch:
                 item = head.result()
                 self.head = None
         except asyncio.CancelledError:
-            self._cancelled_while_waiting()
+            self._consumer_cancelled()
             raise
+        finally:
+            self.busy = False
         if item is _DONE or item is _ABORTED:
             await self.close()
             if self.fatal is not None:
@@ -245,26 +255,27 @@ class _Batch:
         self.stats.record(outcome)
         return outcome
 
-    def _cancelled_while_waiting(self) -> None:
-        """Our consumer was cancelled: stop the workers, unless it was only a timeout.
+    def _consumer_cancelled(self) -> None:
+        """A wait for the next outcome was cancelled: a timeout, or the consumer's end?
 
-        ``asyncio.timeout()`` around ``anext()`` cancels the task and then uncancels it as
-        it turns the cancellation into ``TimeoutError``; a real cancellation stays pending
-        until the task ends. Look one loop iteration later to tell them apart.
+        A timeout (``asyncio.timeout``, or ``wait_for`` running ``anext()`` in a task of
+        its own) lets the consumer carry on, so nothing is stopped now. The batch is
+        aborted only if the consuming task itself ends cancelled while the stream is open.
         """
         task = asyncio.current_task()
         if task is None:
             self.cancel_workers()
             return
+        if getattr(task.get_coro(), "cr_code", None) is _ANEXT_CODE:
+            return  # a task that only awaited anext(): the real consumer lives on
+        if task not in self.watched:
+            self.watched.add(task)
+            task.add_done_callback(self._consumer_ended)
 
-        def check() -> None:
-            # A task that is done was a wrapper (Python 3.11's wait_for runs anext() in a
-            # task of its own): the consumer lives on. One still unwinding with a pending
-            # cancellation is the consumer itself being cancelled: stop the batch.
-            if not task.done() and task.cancelling() and self.fatal is None:
-                self.abort(AsyncvoxError("the stream was stopped: its consumer was cancelled"))
-
-        asyncio.get_running_loop().call_soon(check)
+    def _consumer_ended(self, task: asyncio.Task[Any]) -> None:
+        self.watched.discard(task)
+        if task.cancelled() and not self.finished and self.fatal is None:
+            self.abort(AsyncvoxError("the stream was stopped: its consumer was cancelled"))
 
     async def close(self) -> None:
         if self.finished:
@@ -345,3 +356,6 @@ class CallStream:
                 if not task.done():
                     with contextlib.suppress(RuntimeError):  # the loop may be closed already
                         task.cancel()
+
+
+_ANEXT_CODE = CallStream.__anext__.__code__

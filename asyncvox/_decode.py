@@ -43,8 +43,11 @@ _CANONICAL_URL = b',"url":"'
 _HEAD_LEN = len(_CANONICAL_HEAD)
 _URL_LEN = len(_CANONICAL_URL)
 
-#: A well-formed call needs very few repairs; this bounds the work on a pathological one.
+#: A well-formed call needs few repairs; this bounds the work on a pathological one (each
+#: repair is one more pass over the call), scaled so that drift in every element of a
+#: long list (one bad field per message, say) still decodes.
 _MAX_REPAIRS = 256
+_BYTES_PER_REPAIR = 16
 _PATH_RE = re.compile(r" - at `\$(.*)`$")
 _STEP_RE = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
@@ -109,7 +112,9 @@ def decode_found(body: bytes, raw: CallBytes, call_id: str | None) -> tuple[Call
             env = _split_parsed(body, call_id)
             if env is not None:
                 return decode_found(body, env, call_id)
-        raise DecodeError(f"the response's call is not decodable: {exc}", raw=body, call_id=call_id) from None
+        raise DecodeError(
+            f"the response's call is not decodable: {exc.reason}", raw=body, call_id=call_id
+        ) from None
 
 
 def _split_parsed(body: bytes, call_id: str | None) -> msgspec.Raw | None:
@@ -158,7 +163,7 @@ def _decode_lenient(raw: bytes | CallBytes, call_id: str | None) -> Call:
         )
     repaired: list[str] = []
     last_path: tuple[str | int, ...] | None = None
-    for _ in range(_MAX_REPAIRS):
+    for _ in range(max(_MAX_REPAIRS, len(raw) // _BYTES_PER_REPAIR)):
         try:
             call = msgspec.convert(obj, Call, strict=False)
         except msgspec.ValidationError as exc:

@@ -17,6 +17,7 @@ and no allocation; the machinery only runs once the server pushes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 
@@ -25,6 +26,9 @@ from .errors import APITimeoutError, RateLimitError
 
 #: Pause after a 429 that carried no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 1.0
+#: The in-flight limit halves at most once per pause, and at most once per this many
+#: seconds: a burst of 429s answering requests sent together is one signal, not many.
+_DECREASE_WINDOW = 0.1
 
 
 class RetryBudget:
@@ -113,6 +117,7 @@ class Governor:
         self._decrease_guard = 0.0
         self._successes = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._resume_handle: asyncio.TimerHandle | None = None
         # True while nothing but the in-flight count can hold a request back.
         self._simple = not self._interval
 
@@ -133,27 +138,27 @@ class Governor:
         return max(0.0, self._pause_until - asyncio.get_running_loop().time())
 
     async def acquire(self, call_id: str | None = None, deadline: float | None = None) -> None:
-        """Wait for a slot: the pause, then the in-flight limit, then the start rate.
+        """Wait for a slot (the slow path): behind the pause, the in-flight limit and the queue.
 
-        ``deadline`` (a :func:`time.monotonic` time) bounds the wait: a pause that would
-        outlast it raises :class:`~asyncvox.RateLimitError` at once (with the pause left as
-        ``retry_after``), a slot that does not free up in time :class:`~asyncvox.APITimeoutError`.
+        Waiters are served in order; a slot is handed over by whoever frees it
+        (:meth:`release`, the end of a pause, a higher limit), already counted in
+        ``in_flight``. ``deadline`` (a :func:`time.monotonic` time) bounds the wait: a
+        pause that would outlast it raises :class:`~asyncvox.RateLimitError` at once (with
+        the pause left as ``retry_after``), a slot that does not free up in time
+        :class:`~asyncvox.APITimeoutError`. Neither was sent: both carry ``sent = False``.
         """
         loop = asyncio.get_running_loop()
-        while True:
-            wait = self._pause_until - loop.time()
-            if wait > 0:
-                if deadline is not None and time.monotonic() + wait > deadline:
-                    raise RateLimitError(
-                        429,
-                        f"the client is pausing {wait:.2f} s after a 429, past this call's total_timeout",
-                        call_id=call_id,
-                        retry_after=wait,
-                    )
-                await asyncio.sleep(wait)
-                continue
-            if self.in_flight < self.limit and not self._waiters:
-                break
+        if self._pause_until or self.in_flight >= self.limit or self._waiters:
+            left = self._pause_until - loop.time()
+            if deadline is not None and left > 0 and time.monotonic() + left > deadline:
+                error = RateLimitError(
+                    429,
+                    f"the client is pausing {left:.2f} s after a 429, past this call's total_timeout",
+                    call_id=call_id,
+                    retry_after=left,
+                )
+                error.sent = False
+                raise error
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             try:
@@ -163,19 +168,21 @@ class Governor:
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                         await fut
             except BaseException as exc:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
-                elif fut.done() and not fut.cancelled():
-                    self._wake()  # we were handed a slot we will not use: pass it on
+                if fut.done() and not fut.cancelled():
+                    self.release()  # a slot was handed to us; we will not use it
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(fut)
                 if isinstance(exc, TimeoutError):
-                    raise APITimeoutError(
+                    timeout_error = APITimeoutError(
                         f"no free request slot within total_timeout for call_id={call_id!r}",
                         call_id=call_id,
-                    ) from None
+                    )
+                    timeout_error.sent = False
+                    raise timeout_error from None
                 raise
-            if self._pause_until <= loop.time() and self.in_flight < self.limit:
-                break
-        self.in_flight += 1
+        else:
+            self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
         if self._interval:
@@ -190,17 +197,21 @@ class Governor:
                     raise
 
     def release(self) -> None:
-        """Give a slot back and let the next waiter in."""
+        """Give a slot back; hand it to the first waiter, if any."""
         self.in_flight -= 1
         if self._waiters:
             self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < self.limit:
-            fut = self._waiters.popleft()
+        """Hand free slots to waiters, in order, unless a pause is on."""
+        if self._pause_until:
+            return
+        waiters = self._waiters
+        while waiters and self.in_flight < self.limit:
+            fut = waiters.popleft()
             if not fut.done():
+                self.in_flight += 1
                 fut.set_result(None)
-                return
 
     def on_success(self) -> None:
         """Additive increase: one more slot per ``limit`` successes, up to ``cap``."""
@@ -219,19 +230,24 @@ class Governor:
         pause = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
         # The testing switch zeroes every wait: the limit still halves, nobody pauses.
         until = now + (0.0 if _retry.is_testing() else min(pause, self.max_pause))
-        if until > self._pause_until and until > now:
+        if until > now and until > self._pause_until:
             self._pause_until = until
-            loop.call_at(until, self._resume)
-        self._simple = False
+            self._simple = False
+            if self._resume_handle is not None:
+                self._resume_handle.cancel()
+            self._resume_handle = loop.call_at(until, self._resume)
         if now >= self._decrease_guard:
             self.limit = max(1, self.limit // 2)
             self._successes = 0
-            self._decrease_guard = until
+            self._decrease_guard = max(until, now + _DECREASE_WINDOW)
 
     def _resume(self) -> None:
-        if self._pause_until > asyncio.get_running_loop().time():
+        loop = asyncio.get_running_loop()
+        if self._pause_until > loop.time():
+            # Some loops (uvloop) fire timers a little early: come back when it is really over.
+            self._resume_handle = loop.call_at(self._pause_until, self._resume)
             return
+        self._resume_handle = None
         self._pause_until = 0.0
         self._simple = not self._interval
-        if self._waiters:
-            self._wake()
+        self._wake()

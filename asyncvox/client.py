@@ -161,8 +161,8 @@ class Client:
             raise ConfigurationError(
                 f"no api key: pass Client(api_key=...) or set the {API_KEY_ENV} environment variable"
             )
-        if any(c in key for c in "\r\n"):
-            raise ConfigurationError("api key contains a line break")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+            raise ConfigurationError("api key contains a control character (a stray newline?)")
         base = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -198,6 +198,7 @@ class Client:
         self.concurrency: Final[int] = concurrency
         self.rate_limit: Final[float | None] = rate_limit
         self._calls_prefix = self.base_url + "/calls/"
+        self._secret = key.encode()
         self._headers = {
             "Authorization": f"Bearer {key}",
             "Accept": "application/json",
@@ -431,6 +432,7 @@ class Client:
             call_id,
             path=url.path,
             retry_after=headers.get("Retry-After") if headers is not None else None,
+            secret=self._secret,
         )
         if isinstance(error, RateLimitError):
             gov.on_throttle(error.retry_after)
@@ -449,7 +451,7 @@ class Client:
         policy = self._policy
         retries = policy.max_retries if max_retries is None else max_retries
         if retries == 0 or not policy.should_retry(first):
-            return (call_id, 1, first, None, None, None)
+            return (call_id, int(first.sent), first, None, None, None)
         retrying = policy.retrying(
             call_id=call_id,
             max_retries=retries,
@@ -462,10 +464,10 @@ class Client:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if attempts == 0:
+                    if attempt.retry_state.attempt_number == 1:
                         # Attempt 1 already happened on the fast path: replay its failure
                         # so tenacity's counts and waits match the requests really sent.
-                        attempts = 1
+                        attempts = int(first.sent)
                         raise first
                     attempts += 1
                     if stats is not None:
@@ -475,6 +477,8 @@ class Client:
                         result = await self._attempt(call_id, url, stats, deadline)
                     except AsyncvoxError as exc:
                         last = exc
+                        if not exc.sent:
+                            attempts -= 1
                         raise
         except AsyncvoxError as exc:
             return (call_id, attempts, exc, None, None, None)

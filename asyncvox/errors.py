@@ -35,6 +35,10 @@ _EXCERPT_CHARS = 200
 class AsyncvoxError(Exception):
     """Base of everything asyncvox raises."""
 
+    #: ``False`` when the error arose before a request was sent (e.g. the call's
+    #: ``total_timeout`` ran out while it waited for a slot or a client-wide pause).
+    sent: bool = True
+
 
 class ConfigurationError(AsyncvoxError):
     """The client is misconfigured (no api key, bad ``base_url``) or used after close."""
@@ -145,6 +149,8 @@ class DecodeError(AsyncvoxError):
 
     def __init__(self, message: str, *, raw: bytes, call_id: str | None = None) -> None:
         super().__init__(f"{message} (call_id={call_id!r}, {len(raw)} bytes)")
+        #: What was wrong, without the call id and size that ``str()`` adds.
+        self.reason = message
         self.raw = raw
         self.call_id = call_id
 
@@ -232,8 +238,15 @@ def status_error(
     *,
     path: str = "",
     retry_after: str | None = None,
+    secret: bytes | None = None,
 ) -> APIStatusError:
-    """Map an error response to the matching exception of the tree."""
+    """Map an error response to the matching exception of the tree.
+
+    ``secret`` (the api key) is blanked out of the body first: a proxy page that echoes
+    the request's headers must not carry the key into a message, a log line or ``.body``.
+    """
+    if secret and secret in body:
+        body = body.replace(secret, b"***")
     is_api, text = _api_error_text(body)
     message = text if text is not None else body_excerpt(body)
     if status == 401:

@@ -726,7 +726,10 @@ async def test_a_429_window_pauses_the_whole_client_and_halves_its_limit() -> No
         wave2 = [e for e in server.log if wave2_start <= e.arrived < wave2_start + grace]
         statuses = Counter(e.status for e in wave2)
         assert statuses[429] == 2 and statuses[200] >= 1, wave2
-        assert len(wave2) <= cap // 2  # the halved limit
+        # The halved limit: never more than cap // 2 of them on the server at once (a slot
+        # freed by a quick success may be handed on within the window).
+        overlap = max(sum(1 for o in wave2 if o.arrived <= e.arrived < o.answered) for e in wave2)
+        assert overlap <= cap // 2
         assert wave2[0].probe == cap // 2
         # The limit grows back as successes return (additive increase).
         assert gov.limit > min(limits)
@@ -968,3 +971,33 @@ async def test_concurrent_batches_share_the_client_cap() -> None:
             a, b, c = await asyncio.gather(batch("a"), batch("b"), singles())
         assert len(a) == len(b) == 150 and all(call is not None for call in c)
         assert server.stats.peak_in_flight <= 8
+
+
+# -- regressions found in review -----------------------------------------------------------
+
+
+async def test_a_timeout_whose_handler_awaits_does_not_stop_the_batch(client: asyncvox.Client) -> None:
+    ids = make_ids(60, "tmo")
+    got: list[str] = []
+    async with client.iter_calls(ids) as stream:
+        while len(got) < len(ids):
+            try:
+                async with asyncio.timeout(0.0005):
+                    try:
+                        got.append((await anext(stream)).call_id)
+                    finally:
+                        await asyncio.sleep(0)  # the consumer suspends before the timeout exits
+            except TimeoutError:
+                continue
+    assert sorted(got) == sorted(ids)
+
+
+async def test_two_tasks_cannot_consume_one_stream_at_once(client: asyncvox.Client) -> None:
+    async with client.iter_calls(make_ids(50, "two")) as stream:
+        first = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already being awaited"):
+            await anext(stream)
+        assert (await first).found
+        rest = [o async for o in stream]
+    assert len(rest) == 49

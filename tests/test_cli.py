@@ -271,3 +271,31 @@ def test_scripted_fault_is_retried_by_the_cli(api: DemoServer, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["retries_by_cause"] == {"429": 1, "502": 1}
+
+
+def test_pretty_printed_calls_are_written_one_per_line(api: DemoServer, tmp_path: Path) -> None:
+    call = {"id": "c1", "customerCallId": "pretty-1", "duration": 2.50, "note": "line\nbreak"}
+    body = b'{\n  "success": true,\n  "call": ' + json.dumps(call, indent=2).encode() + b',\n  "url": "u"\n}'
+    api.add_call(body, call_id="pretty-1")
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", "-", "--out", str(out), "-q"], _env(api), stdin="pretty-1\nok-1\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 2
+    assert {json.loads(line)["customerCallId"] for line in lines} == {"pretty-1", "ok-1"}
+    assert b'"duration":2.5' in out.read_bytes() or b'"duration":2.50' in out.read_bytes()
+
+
+def test_a_missing_ids_file_is_a_usage_error_and_touches_nothing(api: DemoServer, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    out.write_text("precious\n")
+    proc = _run(["fetch", str(tmp_path / "nope.txt"), "--out", str(out), "--force"], _env(api))
+    assert proc.returncode == 2
+    assert "nope.txt" in proc.stderr and "Traceback" not in proc.stderr
+    assert out.read_text() == "precious\n"
+
+
+def test_get_with_a_rejected_key_exits_2(api: DemoServer) -> None:
+    proc = _run(["get", "x"], _env(api, ASYNCVOX_API_KEY="wrong-key"))
+    assert proc.returncode == 2
+    assert "401" in proc.stderr and "wrong-key" not in proc.stderr

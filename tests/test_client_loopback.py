@@ -748,3 +748,24 @@ async def test_concurrent_calls_never_exceed_the_cap(concurrency: int) -> None:
     assert server.stats.peak_in_flight <= concurrency
     assert c.governor.peak_in_flight <= concurrency
     assert server.stats.peak_in_flight >= min(concurrency, 2)  # the cap was actually reached for
+
+
+# -- regressions found in review -----------------------------------------------------------
+
+
+async def test_a_proxy_page_echoing_the_key_does_not_leak_it(server: DemoServer) -> None:
+    key = server.api_key
+    echo = f"<html><pre>GET /v1/calls/x\nAuthorization: Bearer {key}\n</pre>bad gateway</html>".encode()
+    server.script("x", [Fault(status=502, body=echo, content_type="text/html")])
+    async with asyncvox.Client(key, server.base_url) as client:
+        outcome = await client.fetch("x", max_retries=0)
+    error = outcome.error
+    assert isinstance(error, asyncvox.ServerError)
+    assert key not in str(error) and key not in repr(error)
+    assert key.encode() not in error.body
+    assert "Authorization: Bearer ***" in error.message
+
+
+def test_an_api_key_with_a_control_character_is_refused() -> None:
+    with pytest.raises(asyncvox.ConfigurationError, match="control character"):
+        asyncvox.Client("sk-abc\x00def", "http://127.0.0.1:1/v1")

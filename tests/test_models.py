@@ -608,3 +608,10 @@ def test_decode_call_rejects_non_object_keeping_bytes() -> None:
     with pytest.raises(DecodeError) as info:
         decode_call(b"{not json", "c9")
     assert info.value.raw == b"{not json"
+
+
+def test_drift_in_every_element_of_a_long_list_still_decodes() -> None:
+    messages = [{"id": f"m{i}", "role": "user", "message": "hi", "duration": "n/a"} for i in range(600)]
+    call = decode_call(msgspec.json.encode({"id": "c", "messages": messages}), "c")
+    assert call.messages is not None and len(call.messages) == 600
+    assert all(m.duration is None and m.message == "hi" for m in call.messages)

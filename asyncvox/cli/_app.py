@@ -201,7 +201,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("ids_file", type=click.Path(allow_dash=True, dir_okay=False), default="-")
+@click.argument("ids_file", type=click.Path(exists=True, allow_dash=True, dir_okay=False), default="-")
 @click.option(
     "--out",
     "-o",
@@ -298,7 +298,7 @@ def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) 
         raise click.UsageError(str(exc)) from None
     if outcome.error is not None:
         click.echo(f"asyncvox: {call_id}: {outcome.error}", err=True)
-        raise SystemExit(EXIT_FAILED)
+        raise SystemExit(EXIT_USAGE if isinstance(outcome.error, _CONFIG_ERRORS) else EXIT_FAILED)
     if outcome.call is None:
         click.echo(f"asyncvox: {call_id}: not found", err=True)
         raise SystemExit(EXIT_FAILED)

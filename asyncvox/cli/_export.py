@@ -140,7 +140,12 @@ class Export:
             self.failed += 1
             return
         if outcome.raw is not None:
-            self._out.write(outcome.raw)
+            raw = outcome.raw
+            if b"\n" in raw or b"\r" in raw:
+                # Pretty-printed by the server or a proxy: JSON strings cannot hold a raw
+                # line break, so these are whitespace; drop it (tokens stay as sent).
+                raw = msgspec.json.format(raw, indent=-1)
+            self._out.write(raw)
             self._out.write(b"\n")
             self._out.flush()
             self.written += 1
