@@ -109,8 +109,8 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int) -> float:
         """The computed wait before retry number ``retry_number`` (1-based), with jitter."""
-        base: float = min(self.max_wait, self.initial_wait * 2.0 ** (retry_number - 1))
-        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+        base: float = self.initial_wait * 2.0 ** (retry_number - 1)
+        return min(self.max_wait, base * random.uniform(1 - self.jitter, 1 + self.jitter))
 
     def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
         """The wait before the next retry: the server's ``Retry-After`` when it sent one."""

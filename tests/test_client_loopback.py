@@ -769,3 +769,13 @@ async def test_a_proxy_page_echoing_the_key_does_not_leak_it(server: DemoServer)
 def test_an_api_key_with_a_control_character_is_refused() -> None:
     with pytest.raises(asyncvox.ConfigurationError, match="control character"):
         asyncvox.Client("sk-abc\x00def", "http://127.0.0.1:1/v1")
+
+
+def test_backoff_never_exceeds_max_wait_even_with_jitter() -> None:
+    policy = asyncvox.RetryPolicy(initial_wait=0.5, max_wait=8.0, jitter=0.25)
+    waits = [policy.backoff(n) for n in range(1, 12) for _ in range(50)]
+    assert max(waits) <= 8.0
+    assert (
+        min(policy.backoff(1) for _ in range(50)) >= 0.375
+        and max(policy.backoff(1) for _ in range(50)) <= 0.625
+    )
