@@ -2,11 +2,13 @@
 
 Not a benchmark itself. Parent side:
 
-* :class:`Server` runs ``python -m asyncvox.testing`` in its own process, pinned to CPU 1
-  (where ``os.sched_setaffinity`` exists), and reads how much CPU it burns;
+* :class:`Server` runs ``python -m asyncvox.testing`` (or, with ``fast=True``, the cheaper
+  ``_fastserver.py`` serving the same bodies) in its own process, pinned to CPU 1 (where
+  ``os.sched_setaffinity`` exists), and reads how much CPU it burns;
 * :func:`run_contender` runs one contender in a fresh interpreter, pinned to CPU 0, and
   returns the JSON dict it printed (plus the server's CPU use during the run);
-* :func:`machine_info` and :func:`median` for the report.
+* :func:`machine_info` / :func:`machine_markdown`, :func:`machine_load` (is the machine
+  quiet?), :func:`median` and :func:`write_report` (``results/<name>.md`` + ``.json``).
 
 Child side: :func:`measure` times one async workload (wall clock, CPU s of the whole
 process including helper threads, peak RSS via ``resource.getrusage``) and
@@ -35,7 +37,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+#: Where the scripts write their reports; ``$BENCH_RESULTS_DIR`` overrides it (``run.py --quick``).
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or BENCH_DIR / "results")
 API_KEY = "test-key"
 CLIENT_CPU = 0
 SERVER_CPU = 1
@@ -92,13 +95,23 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 class Server:
-    """``python -m asyncvox.testing`` in its own process; ``with Server([...]) as s: s.base_url``."""
+    """``python -m asyncvox.testing`` in its own process; ``with Server([...]) as s: s.base_url``.
 
-    def __init__(self, extra_args: Sequence[str] = (), *, startup_timeout: float = 60.0) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "asyncvox.testing",
+    ``fast=True`` runs ``benchmarks/_fastserver.py`` instead: the same bodies (same pool,
+    same choice per id) from a bare ``asyncio.Protocol`` on uvloop, several times cheaper
+    per request, for pure-throughput runs where aiohttp's web server would be the
+    bottleneck. It has no faults, latency or rate limit.
+    """
+
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        *,
+        startup_timeout: float = 60.0,
+        fast: bool = False,
+    ) -> None:
+        self.fast = fast
+        self.server_args = [
             "--host",
             "127.0.0.1",
             "--port",
@@ -110,6 +123,8 @@ class Server:
             "--no-count-ids",
             *extra_args,
         ]
+        launcher = [str(BENCH_DIR / "_fastserver.py")] if fast else ["-m", "asyncvox.testing"]
+        self.args = [sys.executable, *launcher, *self.server_args]
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
@@ -117,7 +132,8 @@ class Server:
 
     @property
     def command(self) -> str:
-        return " ".join(["python", *self.args[1:]])
+        launcher = ["benchmarks/_fastserver.py"] if self.fast else ["-m", "asyncvox.testing"]
+        return " ".join(["python", *launcher, *self.server_args])
 
     def start(self) -> str:
         # A fixed hash seed: the server picks each id's body by hash(id) % pool, so every
@@ -235,27 +251,42 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-def measure(workload: Callable[[], Awaitable[int]], calls: int) -> dict[str, Any]:
+def measure(
+    workload: Callable[[], Awaitable[int]],
+    calls: int,
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> dict[str, Any]:
     """Run ``workload`` (returns how many calls it found) in a fresh event loop and time it.
 
     Wall and CPU time cover the workload only, not interpreter start-up and imports;
     ``cpu_s`` is the whole process (helper threads included), ``main_thread_cpu_s`` the
     event loop's thread alone. Peak RSS is the process's high-water mark (interpreter
-    included). With ``$BENCH_PROFILE`` set to a path, the workload runs under cProfile
-    (``*.prof``) or pyinstrument (``*.html`` / ``*.txt``), which slows it down.
+    included). ``loop_factory`` picks the event loop (e.g. ``uvloop.new_event_loop``);
+    ``loop`` in the result names the loop that ran. With ``$BENCH_PROFILE`` set to a path,
+    the workload runs under cProfile (``*.prof``) or pyinstrument (``*.html`` / ``*.txt``),
+    which slows it down.
     """
     rss_before = _peak_rss_mb()
     profile_to = os.environ.get("BENCH_PROFILE")
+    loop_name = ""
 
     async def timed() -> tuple[int, float, float, float]:
+        nonlocal loop_name
+        loop = asyncio.get_running_loop()
+        loop_name = f"{type(loop).__module__}.{type(loop).__qualname__}"
         t0, c0, m0 = time.perf_counter(), _cpu_now(), time.thread_time()
         found = await workload()
         return found, time.perf_counter() - t0, _cpu_now() - c0, time.thread_time() - m0
 
+    def run() -> tuple[int, float, float, float]:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(timed())
+
     if profile_to:
-        found, wall, cpu, main_cpu = _profiled(timed, profile_to)
+        found, wall, cpu, main_cpu = _profiled(run, profile_to)
     else:
-        found, wall, cpu, main_cpu = asyncio.run(timed())
+        found, wall, cpu, main_cpu = run()
     return {
         "calls": calls,
         "found": found,
@@ -268,23 +299,24 @@ def measure(workload: Callable[[], Awaitable[int]], calls: int) -> dict[str, Any
         "client_util": cpu / wall,
         "peak_rss_mb": _peak_rss_mb(),
         "rss_after_imports_mb": rss_before,
+        "loop": loop_name,
         "profiled": bool(profile_to),
     }
 
 
-def _profiled(timed: Callable[[], Awaitable[Any]], path: str) -> Any:
-    """``asyncio.run(timed())`` under the profiler that ``path``'s suffix names."""
+def _profiled(run: Callable[[], Any], path: str) -> Any:
+    """``run()`` under the profiler that ``path``'s suffix names."""
     if path.endswith(".prof"):
         import cProfile
 
         profiler = cProfile.Profile()
-        result = profiler.runcall(asyncio.run, timed())
+        result = profiler.runcall(run)
         profiler.dump_stats(path)
         return result
     from pyinstrument import Profiler  # pip install pyinstrument
 
     with Profiler(async_mode="disabled") as profiler:
-        result = asyncio.run(timed())
+        result = run()
     out = profiler.output_html() if path.endswith(".html") else profiler.output_text(unicode=True)
     Path(path).write_text(out)
     return result
@@ -319,6 +351,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _memory_gib() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return float("nan")
+
+
 def _git_revision() -> str:
     try:
         rev = subprocess.run(
@@ -346,8 +385,9 @@ def machine_info() -> dict[str, str]:
         "aiohttp": _version("aiohttp"),
         "msgspec": _version("msgspec"),
         "tenacity": _version("tenacity"),
+        "others": ", ".join(f"{dist} {_version(dist)}" for dist in ("httpx", "pydantic", "orjson", "uvloop")),
         "platform": platform.platform(),
-        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs",
+        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {_memory_gib():.0f} GiB RAM",
         "pinning": (
             f"client on CPU {CLIENT_CPU}, server on CPU {SERVER_CPU}"
             if can_pin()
@@ -355,3 +395,53 @@ def machine_info() -> dict[str, str]:
         ),
         "git": _git_revision(),
     }
+
+
+def machine_markdown(info: dict[str, str] | None = None) -> str:
+    """:func:`machine_info` as markdown bullet lines."""
+    info = machine_info() if info is None else info
+    return "\n".join(f"- {key}: {value}" for key, value in info.items())
+
+
+def machine_load(seconds: float = 2.0) -> float | None:
+    """CPUs kept busy by all processes over the next ``seconds`` (0.0 = idle), else ``None``."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    after = machine_busy_seconds()
+    if before is None or after is None:
+        return None
+    return (after - before) / seconds
+
+
+#: Below this many busy CPUs (all processes together) the machine counts as quiet.
+QUIET_LOAD = 0.15
+
+
+def wait_quiet(limit: float, *, sample: float = 0.5, quiet: float = QUIET_LOAD) -> float | None:
+    """Wait until the machine is quiet, at most ``limit`` seconds; return the last load seen.
+
+    On a machine shared with other work, starting a timed run while something else burns a
+    CPU spoils it; other processes come and go, so the scripts call this before each run
+    (or round) rather than once.
+    """
+    deadline = time.monotonic() + limit
+    load = machine_load(sample)
+    told = False
+    while load is not None and load > quiet and time.monotonic() < deadline:
+        if not told:
+            print(
+                f"  (machine busy: {load:.2f} CPUs in use; waiting up to {limit:.0f} s for quiet)", flush=True
+            )
+            told = True
+        time.sleep(2.0)
+        load = machine_load(sample)
+    return load
+
+
+def write_report(name: str, markdown: str, data: dict[str, Any]) -> Path:
+    """Write ``results/<name>.md`` (for people) and ``results/<name>.json`` (for ``run.py``)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.md"
+    path.write_text(markdown)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    return path

@@ -10,7 +10,8 @@ through, each in a fresh process:
   ids, 2 retries with 0.5-8 s exponential backoff, honouring ``Retry-After`` up to 60 s.
 
 Reported: completion time / (N/R) (1.0 is perfect), the share of requests that got 429,
-and ids lost (no call and not reported not-found).
+and ids lost (no call and not reported not-found). Written to
+``benchmarks/results/ratelimit.md`` (and ``.json``); about half a minute with the defaults.
 
     python benchmarks/bench_ratelimit.py [--n 1000] [--rps 100] [--concurrency 32]
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -28,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, RESULTS_DIR, Server, emit, machine_info, run_contender
+from _common import API_KEY, Server, emit, machine_info, machine_markdown, run_contender, write_report
 
 
 async def _asyncvox(base: str, ids: list[str], concurrency: int, rate_limit: float | None) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def main() -> None:
         return
     contenders = ["asyncvox", "asyncvox+rate_limit", "stainless-style"]
     rows = []
+    results: dict[str, dict[str, Any]] = {}
     server_args = ["--turns", "6", "--latency", "0.05", "0.15", "--rps-limit", str(args.rps)]
     ideal = args.n / args.rps
     for name in contenders:
@@ -137,31 +140,40 @@ def main() -> None:
                 ],
                 server=server,
             )
+        result["time_over_ideal"] = result["wall_s"] / ideal
+        results[name] = result
         rows.append(
             f"| {name} | {result['wall_s']:.1f} | {result['wall_s'] / ideal:.2f} | "
             f"{result['requests']} | {100 * result['r429'] / max(1, result['requests']):.1f}% | "
             f"{result['lost']} |"
         )
         print(rows[-1], flush=True)
-    info = machine_info()
     table = "\n".join(
         [
             f"N = {args.n} ids, server limit R = {args.rps:g} req/s (ideal N/R = {ideal:.1f} s), "
             f"latency 50-150 ms, concurrency {args.concurrency}",
             "",
             "| client | time (s) | time / (N/R) | requests | got 429 | ids lost |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
             *rows,
         ]
     )
+    command = shlex.join(["python", "benchmarks/bench_ratelimit.py", *sys.argv[1:]])
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = (
-        f"# Rate-limited remote simulation\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"`python benchmarks/bench_ratelimit.py --n {args.n} --rps {args.rps:g}`\n\n{table}\n\n"
-        + "\n".join(f"- {k}: {v}" for k, v in info.items())
-        + "\n"
+        f"# Rate-limited remote simulation\n\n- date: {date}\n- command: `{command}`\n"
+        f"- server: `{server.command}` (a fresh one per client)\n{machine_markdown()}\n\n{table}\n"
     )
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "ratelimit.md").write_text(report)
+    data = {
+        "date": date,
+        "command": command,
+        "machine": machine_info(),
+        "n": args.n,
+        "rps": args.rps,
+        "ideal_s": ideal,
+        "results": results,
+    }
+    write_report("ratelimit", report, data)
     print(table)
 
 

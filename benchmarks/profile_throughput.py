@@ -1,26 +1,34 @@
 """Where does asyncvox spend its time per request, beyond the hand-tuned loop?
 
 Runs the contenders of ``bench_throughput.py`` once each against a fresh loopback server
-(same pinning, same ids), with cProfile switched on around the timed section only, then
-prints per request: the profiled time by area (asyncvox, aiohttp, asyncio, executor hops,
-msgspec decode, socket I/O ...), the difference between the contenders, and the top
-functions. cProfile sees the event loop's thread only; the CPU that helper threads burn
-(e.g. aiohttp's ``trust_env`` look-ups in the default executor) is measured separately
-and shown as its own line. cProfile inflates pure-Python code more than C code: read the
-figures as a breakdown, and ``bench_throughput.py`` for the real cost.
+(same pinning, same ids, the fast server unless ``--demo-server``), with cProfile on around
+the timed section only, then prints per request: the profiled time by area (asyncvox,
+aiohttp, asyncio, executor hops, msgspec decode, socket I/O ...), the difference between
+the contenders, and the top functions. cProfile sees the event loop's thread only; the
+CPU that helper threads burn (e.g. aiohttp's ``trust_env`` look-ups in the default
+executor) is measured separately and shown as its own line. cProfile inflates pure-Python
+code more than C code: read the figures as a breakdown, and ``bench_throughput.py`` for
+the real cost.
 
 Run::
 
     python benchmarks/profile_throughput.py                       # typical bodies, 5000 ids
     python benchmarks/profile_throughput.py --profile small --top 40
     python benchmarks/profile_throughput.py --tool pyinstrument   # pip install pyinstrument
+    python benchmarks/profile_throughput.py --contenders asyncvox-uvloop,raw-uvloop \\
+        --out benchmarks/results/profile-uvloop.md
 
-The ``.prof`` / pyinstrument files are kept in ``--out-dir`` (default: a temp directory).
+The ``.prof`` / pyinstrument files are kept in ``--out-dir`` (default: a temp directory);
+``--out FILE.md`` also writes the breakdown there (and, with cProfile, a ``.json`` summary
+that ``run.py`` reads).
 """
 
 import argparse
+import datetime as dt
+import json
 import os
 import pstats
+import shlex
 import sys
 import tempfile
 from collections import defaultdict
@@ -88,33 +96,72 @@ def short(key: tuple[str, int, str]) -> str:
     return f"{tail}:{line}({func})"
 
 
-def report(results: dict[str, dict[str, Any]], files: dict[str, Path], n: int, top: int) -> None:
+def report(results: dict[str, dict[str, Any]], files: dict[str, Path], n: int, top: int) -> str:
+    """The breakdown as plain text: by area for every contender, then each one's top functions."""
     funcs = {name: load(path) for name, path in files.items()}
     areas = {name: by_area(f, n) for name, f in funcs.items()}
     names = list(files)
     helper = {name: 1000 * results[name]["helper_threads_ms_per_call"] for name in names}
     width = max(len(a) for a, _ in AREAS) + 2
-    head = "".join(f"{name:>12}" for name in names)
+    col = max(12, *(len(name) + 2 for name in names))
+    head = "".join(f"{name:>{col}}" for name in names)
     diff = len(names) > 1
-    print(f"\nprofiled µs per request, by area (n={n}){'':>4}" + head + ("   first-second" if diff else ""))
+    out = [
+        f"profiled µs per request, by area (n={n})".ljust(width + 2)
+        + head
+        + ("  first-second" if diff else "")
+    ]
     rows = sorted({a for ar in areas.values() for a in ar}, key=lambda a: -areas[names[0]].get(a, 0.0))
-    for area in rows:
-        values = [areas[name].get(area, 0.0) for name in names]
-        line = f"  {area:<{width}}" + "".join(f"{v:12.1f}" for v in values)
-        print(line + (f"{values[0] - values[1]:+14.1f}" if diff else ""))
-    values = [helper[name] for name in names]
-    line = f"  {'helper threads (CPU, not profiled)':<{width}}" + "".join(f"{v:12.1f}" for v in values)
-    print(line + (f"{values[0] - values[1]:+14.1f}" if diff else ""))
+    for area in [*rows, "helper threads (CPU, not profiled)"]:
+        if area in rows:
+            values = [areas[name].get(area, 0.0) for name in names]
+        else:
+            values = [helper[name] for name in names]
+        line = f"  {area:<{width}}" + "".join(f"{v:{col}.1f}" for v in values)
+        out.append(line + (f"{values[0] - values[1]:+14.1f}" if diff else ""))
+    out.append(
+        "  profiled function calls per request: "
+        + ", ".join(f"{name} {sum(c for c, _ in funcs[name].values()) / n:.0f}" for name in names)
+    )
     for name in names:
         r = results[name]
-        print(
-            f"\n{name}: {r['calls_per_s']:,.0f} calls/s under the profiler, "
+        out += [
+            "",
+            f"{name}: {r['calls_per_s']:,.0f} calls/s under the profiler, "
             f"{r['cpu_ms_per_call'] * 1000:.0f} µs CPU/call; top {top} by own time "
-            "(µs per request, calls per request)"
-        )
+            "(µs per request, calls per request)",
+        ]
         ranked = sorted(funcs[name].items(), key=lambda kv: -kv[1][1])[:top]
-        for key, (calls, tottime) in ranked:
-            print(f"  {1e6 * tottime / n:8.1f}  {calls / n:6.2f}  {short(key)}")
+        out += [
+            f"  {1e6 * tottime / n:8.1f}  {calls / n:6.2f}  {short(key)}" for key, (calls, tottime) in ranked
+        ]
+    return "\n".join(out)
+
+
+#: Code that asyncvox adds per request over a hand-written loop (for the summary).
+OWN_CODE = ("asyncvox/", "asyncio/queues.py", "urllib/parse.py")
+
+
+def summary(files: dict[str, Path], n: int, top: int = 8) -> dict[str, Any]:
+    """Figures for ``run.py``: µs by area, profiled calls per request, top own-code functions."""
+    funcs = {name: load(path) for name, path in files.items()}
+    return {
+        "n": n,
+        "areas_us": {name: dict(by_area(f, n)) for name, f in funcs.items()},
+        "calls_per_request": {name: sum(c for c, _ in f.values()) / n for name, f in funcs.items()},
+        "own_code_calls_per_request": {
+            name: {part: sum(c for k, (c, _) in f.items() if part in k[0]) / n for part in OWN_CODE}
+            for name, f in funcs.items()
+        },
+        "own_code_top": {
+            name: [
+                [short(key), 1e6 * tottime / n, calls / n]
+                for key, (calls, tottime) in sorted(f.items(), key=lambda kv: -kv[1][1])
+                if any(part in key[0] for part in OWN_CODE)
+            ][:top]
+            for name, f in funcs.items()
+        },
+    }
 
 
 def main() -> None:
@@ -129,7 +176,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tool", choices=["cprofile", "pyinstrument"], default="cprofile")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--out-dir", type=Path, default=None, help="where the profiles go (default: temp)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the breakdown as markdown here")
+    parser.add_argument(
+        "--demo-server", action="store_true", help="profile against python -m asyncvox.testing instead"
+    )
     args = parser.parse_args()
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if any(name not in CONTENDERS for name in names):
@@ -139,7 +190,7 @@ def main() -> None:
     suffix = ".prof" if args.tool == "cprofile" else ".txt"
     files: dict[str, Path] = {}
     results: dict[str, dict[str, Any]] = {}
-    with Server(PROFILES[args.profile][1]) as server:
+    with Server(PROFILES[args.profile][1], fast=not args.demo_server) as server:
         print(f"server: {server.command}", file=sys.stderr)
         for name in names:
             files[name] = out_dir / f"{args.profile}-{name}{suffix}"
@@ -148,11 +199,23 @@ def main() -> None:
             results[name] = run_contender([*argv, "--concurrency", str(args.concurrency)], server=server)
     os.environ.pop("BENCH_PROFILE", None)
     if args.tool == "cprofile":
-        report(results, files, args.n, args.top)
+        text = report(results, files, args.n, args.top)
     else:
-        for name, path in files.items():
-            print(f"\n===== {name}\n{path.read_text()}")
+        text = "\n".join(f"===== {name}\n{path.read_text()}" for name, path in files.items())
+    print("\n" + text)
     print(f"\nprofiles kept in {out_dir}")
+    if args.out is not None:
+        command = shlex.join(["python", "benchmarks/profile_throughput.py", *sys.argv[1:]])
+        date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            f"# Profile: {' vs '.join(names)}, {PROFILES[args.profile][0]}\n\n"
+            f"{date}, `{command}`; server: `{server.command}`\n\n```\n{text}\n```\n"
+        )
+        if args.tool == "cprofile":
+            data = {"date": date, "command": command, "profile": args.profile, **summary(files, args.n)}
+            args.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+        print(f"written to {args.out}")
 
 
 if __name__ == "__main__":
