@@ -26,9 +26,6 @@ from .errors import APITimeoutError, RateLimitError
 
 #: Pause after a 429 that carried no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 1.0
-#: The in-flight limit halves at most once per pause, and at most once per this many
-#: seconds: a burst of 429s answering requests sent together is one signal, not many.
-_DECREASE_WINDOW = 0.1
 
 
 class RetryBudget:
@@ -239,7 +236,7 @@ class Governor:
         if now >= self._decrease_guard:
             self.limit = max(1, self.limit // 2)
             self._successes = 0
-            self._decrease_guard = max(until, now + _DECREASE_WINDOW)
+            self._decrease_guard = until
 
     def _resume(self) -> None:
         loop = asyncio.get_running_loop()
