@@ -1,10 +1,12 @@
 """The streaming scheduler behind ``iter_calls`` / ``get_calls``.
 
 A fixed set of worker tasks pulls ids lazily from the caller's (async) iterable, fetches
-each through the client's shared request path, and hands outcomes to the consumer over a
-bounded queue, so a slow consumer holds the workers back and memory stays flat:
+each through the client's shared request path, and hands the results (body and the call's
+location, still undecoded) to the consumer over a bounded queue, so a slow consumer holds
+the workers back and memory stays flat. The consumer's task decodes each call right
+before yielding its :class:`FetchOutcome` (see ``client.complete``).
 
-* unordered: a queue of outcomes of size ``workers``; ids pulled ahead of the consumer
+* unordered: a queue of results of size ``workers``; ids pulled ahead of the consumer
   <= 2 x workers;
 * ordered: each id gets a future, enqueued (in input order) *before* it is fetched, in a
   queue of size ``2 x workers``; the consumer awaits them in order. A slow id at the head
