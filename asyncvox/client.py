@@ -193,6 +193,8 @@ class Client:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._policy = policy
+        #: An attempt can take this long: one starting closer to the deadline is cut short.
+        self._attempt_seconds = self._timeout.total or float("inf")
         self._total_timeout = policy.deadline if isinstance(total_timeout, _Unset) else total_timeout
         self.base_url: Final[str] = base.rstrip("/")
         self.concurrency: Final[int] = concurrency
@@ -392,12 +394,15 @@ class Client:
         gov = self._governor
         if not gov.try_acquire():
             await gov.acquire(call_id, deadline)
+        kwargs = self._request_kwargs
+        if deadline is not None and deadline - time.monotonic() < self._attempt_seconds:
+            kwargs = self._within_deadline(call_id, deadline)  # the call's last attempt
         if stats is not None:
             stats.requests += 1
         try:
             session = self._session
             assert session is not None
-            async with session.get(url, **self._request_kwargs) as resp:
+            async with session.get(url, **kwargs) as resp:
                 body = await resp.read()
                 status = resp.status
                 headers = resp.headers if status == 429 else None
@@ -437,6 +442,20 @@ class Client:
         if isinstance(error, RateLimitError):
             gov.on_throttle(error.retry_after)
         raise error
+
+    def _within_deadline(self, call_id: str, deadline: float) -> dict[str, Any]:
+        """Request arguments whose timeout ends at the call's deadline (no later)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            self._governor.release()
+            error = APITimeoutError(f"total_timeout ran out for call_id={call_id!r}", call_id=call_id)
+            error.sent = False
+            raise error
+        t = self._timeout
+        timeout = aiohttp.ClientTimeout(
+            total=left, connect=t.connect, sock_read=t.sock_read, sock_connect=t.sock_connect
+        )
+        return {**self._request_kwargs, "timeout": timeout}
 
     async def _retry(
         self,

@@ -390,7 +390,8 @@ async def test_per_call_total_timeout_stops_retries(server: DemoServer) -> None:
 async def test_total_timeout_bounds_slow_failing_attempts(server: DemoServer) -> None:
     server.script("slow-down", [Fault.slow(0.3, 503)] * 11)
     async with asyncvox.Client(API_KEY, server.base_url, max_retries=10, total_timeout=0.5) as c:
-        with pytest.raises(ServerError):
+        # The 503 of attempt 1, or attempt 2 cut short where the 0.5 s run out.
+        with pytest.raises((ServerError, APITimeoutError)):
             await c.get_call("slow-down")
     # each attempt takes >= 0.3 s, so no third attempt can start within 0.5 s
     assert 1 <= server.stats.requests_for("slow-down") <= 2
@@ -779,3 +780,13 @@ def test_backoff_never_exceeds_max_wait_even_with_jitter() -> None:
         min(policy.backoff(1) for _ in range(50)) >= 0.375
         and max(policy.backoff(1) for _ in range(50)) <= 0.625
     )
+
+
+async def test_total_timeout_cuts_the_attempt_it_falls_in(server: DemoServer) -> None:
+    """A call never outlives its total_timeout by a whole per-attempt timeout."""
+    server.script("slow", [Fault.slow(5.0)])
+    async with asyncvox.Client(server.api_key, server.base_url, timeout=30.0) as client:
+        async with asyncio.timeout(4):  # far below the 30 s attempt timeout
+            outcome = await client.fetch("slow", total_timeout=0.3)
+    assert isinstance(outcome.error, asyncvox.APITimeoutError)
+    assert server.stats.requests_for("slow") == 1

@@ -232,7 +232,8 @@ class DemoServer:
         """Bind and serve; fills in :attr:`port` when it was 0."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Slow scripted answers must not hold up a test's teardown for long.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, backlog=1024, reuse_address=True)
         await site.start()
