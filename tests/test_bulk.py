@@ -13,12 +13,10 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import web
 from conftest import API_KEY
 
 import asyncvox
@@ -30,40 +28,6 @@ pytestmark = pytest.mark.timeout(30)
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One request as the server saw it (times on the event loop's clock)."""
-
-    arrived: float
-    answered: float
-    status: int | None  # None: the connection was dropped
-    body_bytes: int
-    probe: Any
-
-
-class RecordingServer(DemoServer):
-    """A DemoServer that logs every request: arrival/answer time, status, body size.
-
-    ``probe`` (optional) is called as each request arrives and its value is logged with it;
-    the client shares the event loop, so it can read client state at that very moment.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.log: list[Entry] = []
-        self.probe: Callable[[], Any] | None = None
-
-    async def _answer(self, request: web.Request) -> web.Response | None:
-        loop = asyncio.get_running_loop()
-        arrived = loop.time()
-        probe = self.probe() if self.probe is not None else None
-        response = await super()._answer(request)
-        status = response.status if response is not None else None
-        size = len(response.body) if response is not None and isinstance(response.body, bytes) else 0
-        self.log.append(Entry(arrived, loop.time(), status, size, probe))
-        return response
 
 
 class Source:
@@ -692,12 +656,12 @@ async def test_a_timeout_around_anext_loses_nothing(server: DemoServer, ordered:
 async def test_a_429_window_pauses_the_whole_client_and_halves_its_limit() -> None:
     pause = 0.3
     cap = 8
-    async with RecordingServer(api_key=API_KEY, turns=2) as server:
+    async with DemoServer(api_key=API_KEY, turns=2, record=True) as server:
         # Wave 1: all 8 first requests get 429. Wave 2 (limit 4): two more 429s, two 200s.
         server.script(None, [Fault.rate_limited(str(pause))] * 10)
         async with asyncvox.Client(API_KEY, server.base_url, concurrency=cap) as client:
             gov = client.governor
-            server.probe = lambda: gov.limit
+            server.on_request = lambda _call_id: gov.limit
             ids = make_ids(40, "thr")
             outcomes = await client.get_calls(ids)
 
@@ -707,7 +671,7 @@ async def test_a_429_window_pauses_the_whole_client_and_halves_its_limit() -> No
         assert gov.throttled == 10
         assert server.stats.statuses[429] == 10
         # The limit halved under pressure, once per pause (8 -> 4 -> 2, then grows back).
-        limits = [e.probe for e in server.log]
+        limits = [e.note for e in server.log]
         assert limits[0] == cap
         assert min(limits) < cap // 2
         assert server.stats.peak_in_flight <= cap
@@ -730,7 +694,7 @@ async def test_a_429_window_pauses_the_whole_client_and_halves_its_limit() -> No
         # freed by a quick success may be handed on within the window).
         overlap = max(sum(1 for o in wave2 if o.arrived <= e.arrived < o.answered) for e in wave2)
         assert overlap <= cap // 2
-        assert wave2[0].probe == cap // 2
+        assert wave2[0].note == cap // 2
         # The limit grows back as successes return (additive increase).
         assert gov.limit > min(limits)
 
@@ -831,7 +795,7 @@ async def test_a_fifth_of_ids_failing_once_or_twice_are_all_fetched() -> None:
 async def test_client_rate_limit_keeps_under_the_server_limit() -> None:
     rate = 200
     profile = FaultProfile(rps_limit=rate * 1.1)
-    async with RecordingServer(api_key=API_KEY, turns=2, profile=profile) as server:
+    async with DemoServer(api_key=API_KEY, turns=2, profile=profile, record=True) as server:
         async with asyncvox.Client(API_KEY, server.base_url, rate_limit=rate) as client:
             ids = make_ids(400, "rl")
             outcomes = [o async for o in client.iter_calls(ids)]
@@ -867,7 +831,7 @@ async def test_a_rate_limited_server_loses_no_id_without_a_client_rate_limit() -
 
 
 async def test_stats_agree_with_the_server() -> None:
-    async with RecordingServer(api_key=API_KEY, turns=2) as server:
+    async with DemoServer(api_key=API_KEY, turns=2, record=True) as server:
         ids: list[Any] = make_ids(120, "st")
         server.add_missing(*ids[:10])
         for call_id in ids[10:20]:

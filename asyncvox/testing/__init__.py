@@ -9,6 +9,15 @@
 """
 
 from ._synth import envelope, synth_call
-from .server import DemoServer, Fault, FaultProfile, ServerStats, demo_server
+from .server import DemoServer, Fault, FaultProfile, RequestRecord, ServerStats, demo_server
 
-__all__ = ["DemoServer", "Fault", "FaultProfile", "ServerStats", "demo_server", "envelope", "synth_call"]
+__all__ = [
+    "DemoServer",
+    "Fault",
+    "FaultProfile",
+    "RequestRecord",
+    "ServerStats",
+    "demo_server",
+    "envelope",
+    "synth_call",
+]

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -35,7 +35,7 @@ from aiohttp import web
 
 from ._synth import envelope, synth_call
 
-__all__ = ["DemoServer", "Fault", "FaultProfile", "ServerStats"]
+__all__ = ["DemoServer", "Fault", "FaultProfile", "RequestRecord", "ServerStats"]
 
 _NOT_FOUND = msgspec.json.encode({"success": False, "error": "Call not found"})
 _HTML_404 = b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><hr>nginx</body></html>"
@@ -119,6 +119,22 @@ class FaultProfile:
     seed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the server saw it (kept when ``DemoServer(record=True)``).
+
+    Times are the event loop's clock; ``status`` is ``None`` for a dropped connection;
+    ``note`` is what ``DemoServer.on_request`` returned as the request arrived.
+    """
+
+    call_id: str | None
+    arrived: float
+    answered: float
+    status: int | None
+    body_bytes: int
+    note: Any = None
+
+
 @dataclass(slots=True)
 class ServerStats:
     """What the server saw: requests, statuses, and the most requests in flight at once."""
@@ -150,6 +166,7 @@ class DemoServer:
             benchmarks) instead of generating one per id.
         turns: transcript length of synthetic calls (``None``: varied, ~25 KB median).
         count_ids: keep per-id request counts (turn off for million-id runs).
+        record: keep a :class:`RequestRecord` of every request in :attr:`log`.
         port: 0 picks a free port.
     """
 
@@ -164,6 +181,7 @@ class DemoServer:
         body_pool: int | None = None,
         turns: int | None = None,
         count_ids: bool = True,
+        record: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         prefix: str = "/v1",
@@ -175,6 +193,11 @@ class DemoServer:
         self.profile = profile or FaultProfile()
         self.turns = turns
         self.count_ids = count_ids
+        #: Every request, in arrival order, when ``record=True`` (see :class:`RequestRecord`).
+        self.log: list[RequestRecord] | None = [] if record else None
+        #: Called with the call id (or ``None``) as each request arrives; its return value
+        #: is kept as the record's ``note`` (e.g. to read client state at that moment).
+        self.on_request: Callable[[str | None], Any] | None = None
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/")
@@ -301,10 +324,27 @@ class DemoServer:
         stats.in_flight += 1
         if stats.in_flight > stats.peak_in_flight:
             stats.peak_in_flight = stats.in_flight
+        log = self.log
+        if log is not None or self.on_request is not None:
+            arrived = asyncio.get_running_loop().time()
+            call_id = self._call_id(request.raw_path)
+            note = self.on_request(call_id) if self.on_request is not None else None
         try:
             response = await self._answer(request)
         finally:
             stats.in_flight -= 1
+        if log is not None:
+            body = response.body if response is not None else None
+            log.append(
+                RequestRecord(
+                    call_id,
+                    arrived,
+                    asyncio.get_running_loop().time(),
+                    response.status if response is not None else None,
+                    len(body) if isinstance(body, bytes) else 0,
+                    note,
+                )
+            )
         if response is None:
             stats.dropped += 1
             if request.transport is not None:
