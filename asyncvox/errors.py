@@ -138,7 +138,23 @@ class RateLimitError(APIStatusError):
 
 
 class ServerError(APIStatusError):
-    """5xx: the server failed. 500, 502, 503 and 504 are retried with backoff."""
+    """5xx: the server failed. 500, 502, 503 and 504 are retried with backoff.
+
+    ``retry_after`` holds a 503's ``Retry-After`` (seconds), which then replaces the
+    computed backoff when it is within the retry policy's ``max_retry_after``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        call_id: str | None = None,
+        body: bytes = b"",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, message, call_id=call_id, body=body)
+        self.retry_after = retry_after
 
 
 class DecodeError(AsyncvoxError):
@@ -272,5 +288,11 @@ def status_error(
             retry_after=parse_retry_after(retry_after),
         )
     if status >= 500:
-        return ServerError(status, message, call_id=call_id, body=body)
+        return ServerError(
+            status,
+            message,
+            call_id=call_id,
+            body=body,
+            retry_after=parse_retry_after(retry_after) if status == 503 else None,
+        )
     return APIStatusError(status, message, call_id=call_id, body=body)

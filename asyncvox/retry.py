@@ -28,6 +28,7 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     RateLimitError,
+    ServerError,
 )
 
 __all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "set_testing", "testing"]
@@ -117,6 +118,12 @@ class RetryPolicy:
         if _testing:
             return 0.0
         if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        if (
+            isinstance(exc, ServerError)
+            and exc.retry_after is not None
+            and exc.retry_after <= self.max_retry_after
+        ):
             return float(exc.retry_after)
         return self.backoff(retry_number)
 

@@ -790,3 +790,25 @@ async def test_total_timeout_cuts_the_attempt_it_falls_in(server: DemoServer) ->
             outcome = await client.fetch("slow", total_timeout=0.3)
     assert isinstance(outcome.error, asyncvox.APITimeoutError)
     assert server.stats.requests_for("slow") == 1
+
+
+@pytest.mark.real_waits
+async def test_a_503_with_retry_after_waits_as_asked(server: DemoServer) -> None:
+    server.script("busy", [Fault(status=503, retry_after="1.2"), 200])
+    async with asyncvox.Client(server.api_key, server.base_url) as client:
+        started = asyncio.get_running_loop().time()
+        outcome = await client.fetch("busy")
+        waited = asyncio.get_running_loop().time() - started
+    assert outcome.found and outcome.attempts == 2
+    assert waited >= 1.2  # the server's Retry-After; the first backoff is at most 0.625 s
+
+
+@pytest.mark.real_waits  # wait_for is only computed here, nothing sleeps
+def test_retry_after_on_a_503_is_parsed_and_capped() -> None:
+    error = asyncvox.errors.status_error(
+        503, b'{"success":false,"error":"maintenance"}', "c", retry_after="7"
+    )
+    assert isinstance(error, ServerError) and error.retry_after == 7.0
+    policy = RetryPolicy(max_retry_after=5.0, jitter=0.0)
+    assert policy.wait_for(error, 1) == policy.backoff(1)  # beyond the cap: plain backoff
+    assert RetryPolicy().wait_for(error, 1) == 7.0
