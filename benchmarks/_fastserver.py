@@ -4,7 +4,7 @@ Not a benchmark itself. ``python -m asyncvox.testing --body-pool 64`` (aiohttp's
 server) spends 60-90 µs of CPU per request: with ~4 KB bodies, or clients on uvloop, it
 is the bottleneck (measured: 85-99% of its core while the fastest clients run). This
 server answers ``GET .../calls/{id}`` with exactly the bodies that one serves (the same
-``envelope(synth_call("pool-{i}", seed, turns))`` pool, chosen by ``hash(id) % pool``
+``envelope(synth_call("pool-{i}", seed, turns))`` pool, chosen by ``stable_hash(id) % pool``
 under ``PYTHONHASHSEED=0``) and the same response headers (Content-Type, Content-Length,
 Date, Server), keep-alive, pipelining-safe, from a bare ``asyncio.Protocol`` (on uvloop
 when installed) with every response pre-encoded: about 10-20 µs per request. It checks
@@ -26,6 +26,7 @@ import signal
 import sys
 
 from asyncvox.testing import envelope, synth_call
+from asyncvox.testing.server import stable_hash
 
 _END = b"\r\n\r\n"
 
@@ -89,7 +90,7 @@ class FastServer:
         call_id = path[marker + 7 :].split(b"?", 1)[0] if marker >= 0 else b""
         if parts[0] != b"GET" or not call_id:
             return self.not_found
-        return self.pool[hash(call_id.decode()) % len(self.pool)]
+        return self.pool[stable_hash(call_id.decode()) % len(self.pool)]
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ import contextlib
 import random
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ _ERRORS = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
+
+
+def stable_hash(text: str) -> int:
+    """A hash that is the same in every process (``hash()`` of a str is salted per process),
+    so which ids are missing, drifted or served which pooled body depends only on the seed."""
+    return zlib.crc32(text.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,13 +433,13 @@ class DemoServer:
 
     def _drifts(self, call_id: str) -> bool:
         rate = self.profile.drift_rate
-        return bool(rate) and (hash((self.seed, "drift", call_id)) % 10_000) < rate * 10_000
+        return bool(rate) and stable_hash(f"{self.seed}:drift:{call_id}") % 10_000 < rate * 10_000
 
     def _is_missing(self, call_id: str) -> bool:
         if call_id in self._missing:
             return True
         rate = self.profile.missing_rate
-        return bool(rate) and (hash((self.seed, call_id)) % 10_000) < rate * 10_000
+        return bool(rate) and stable_hash(f"{self.seed}:{call_id}") % 10_000 < rate * 10_000
 
     def _serve(self, call_id: str) -> web.Response:
         body = self._calls.get(call_id)
@@ -440,7 +447,7 @@ class DemoServer:
             if not self.synthetic or self._is_missing(call_id):
                 return web.Response(status=404, body=_NOT_FOUND, content_type="application/json")
             if self._pool:
-                body = self._pool[hash(call_id) % len(self._pool)]
+                body = self._pool[stable_hash(call_id) % len(self._pool)]
             else:
                 drift = self._drifts(call_id)
                 body = envelope(synth_call(call_id, seed=self.seed, turns=self.turns, drift=drift))
