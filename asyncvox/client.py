@@ -405,7 +405,7 @@ class Client:
             async with session.get(url, **kwargs) as resp:
                 body = await resp.read()
                 status = resp.status
-                headers = resp.headers if status == 429 or status == 503 else None
+                headers = resp.headers if status in (429, 503) else None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise APITimeoutError(
                 f"no complete answer within the timeout for call_id={call_id!r}", call_id=call_id

@@ -70,18 +70,31 @@ class APIStatusError(AsyncvoxError):
         status: the HTTP status code.
         message: the server's ``error`` text, or an excerpt of a body that is not JSON.
         call_id: the call id that was asked for.
-        body: the response body as received.
+        body: the response body as received (the api key blanked out if it was echoed).
+        retry_after: seconds the server asked to wait (``Retry-After`` on a 429 or 503).
     """
 
-    def __init__(self, status: int, message: str, *, call_id: str | None = None, body: bytes = b"") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        call_id: str | None = None,
+        body: bytes = b"",
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.message = message
         self.call_id = call_id
         self.body = body
+        self.retry_after = retry_after
         super().__init__(status, message, call_id)
 
     def __str__(self) -> str:
-        return f"HTTP {self.status} for call_id={self.call_id!r}: {self.message}"
+        text = f"HTTP {self.status} for call_id={self.call_id!r}: {self.message}"
+        if self.retry_after is not None:
+            text += f" (retry after {self.retry_after:g} s)"
+        return text
 
     def __repr__(self) -> str:
         return (
@@ -118,43 +131,13 @@ class RateLimitError(APIStatusError):
     than the client's ``max_retry_after`` allows.
     """
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        call_id: str | None = None,
-        body: bytes = b"",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, message, call_id=call_id, body=body)
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.retry_after is not None:
-            text += f" (retry after {self.retry_after:g} s)"
-        return text
-
 
 class ServerError(APIStatusError):
     """5xx: the server failed. 500, 502, 503 and 504 are retried with backoff.
 
-    ``retry_after`` holds a 503's ``Retry-After`` (seconds), which then replaces the
-    computed backoff when it is within the retry policy's ``max_retry_after``.
+    A 503's ``retry_after`` replaces the computed backoff when it is within the retry
+    policy's ``max_retry_after``.
     """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        call_id: str | None = None,
-        body: bytes = b"",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(status, message, call_id=call_id, body=body)
-        self.retry_after = retry_after
 
 
 class DecodeError(AsyncvoxError):

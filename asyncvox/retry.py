@@ -28,7 +28,6 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     RateLimitError,
-    ServerError,
 )
 
 __all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "set_testing", "testing"]
@@ -117,14 +116,12 @@ class RetryPolicy:
         """The wait before the next retry: the server's ``Retry-After`` when it sent one."""
         if _testing:
             return 0.0
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return float(exc.retry_after)
-        if (
-            isinstance(exc, ServerError)
-            and exc.retry_after is not None
-            and exc.retry_after <= self.max_retry_after
+        retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
+        # A 429 beyond the cap is not retried at all (should_retry); a 503's is just ignored.
+        if retry_after is not None and (
+            isinstance(exc, RateLimitError) or retry_after <= self.max_retry_after
         ):
-            return float(exc.retry_after)
+            return float(retry_after)
         return self.backoff(retry_number)
 
     def should_retry(self, exc: BaseException) -> bool:

@@ -9,7 +9,7 @@
 """
 
 from ._synth import envelope, synth_call
-from .server import DemoServer, Fault, FaultProfile, RequestRecord, ServerStats, demo_server
+from .server import DemoServer, Fault, FaultProfile, RequestRecord, ServerStats
 
 __all__ = [
     "DemoServer",
@@ -17,7 +17,6 @@ __all__ = [
     "FaultProfile",
     "RequestRecord",
     "ServerStats",
-    "demo_server",
     "envelope",
     "synth_call",
 ]

@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -465,10 +465,3 @@ class DemoServer:
                 status=fault.status, body=fault.body, content_type=fault.content_type, headers=headers
             )
         return self._json(fault.status, _ERRORS.get(fault.status, "Error"), headers)
-
-
-@contextlib.asynccontextmanager
-async def demo_server(**kwargs: Any) -> AsyncIterator[DemoServer]:
-    """``async with demo_server(...) as server`` (same as ``async with DemoServer(...)``)."""
-    async with DemoServer(**kwargs) as server:
-        yield server
