@@ -404,6 +404,10 @@ def demo(calls: int, out: Path, concurrency: int, quiet: bool, json_summary: boo
         echo("  " + line)
     for line in _data_summary(collected, failures):
         echo("  " + line)
+    echo(
+        "next: `asyncvox serve-demo` keeps this server running for your own code; "
+        "`asyncvox fetch --help` fetches from the real API"
+    )
     raise SystemExit(EXIT_FAILED if stats.failed else EXIT_OK)
 
 
