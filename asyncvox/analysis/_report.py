@@ -1,0 +1,330 @@
+"""One self-contained HTML report of a set of calls: a summary table and eight plots.
+
+The file needs nothing else to open (no script, no CDN, no font or image to fetch): the
+plots are inline SVG drawn by matplotlib, the style is inline CSS. It reads only the
+columns it shows, so a report of a 100,000-call JSONL file streams it once and keeps a
+few columns of ``calls`` and ``evaluation_results``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import _plots
+from ._deps import matplotlib_figure, pyarrow
+from ._export import iter_jsonl_tables, read_tables
+from ._tables import BadLine, Tables, schemas
+from ._writer import JOURNAL
+
+__all__ = ["ReportResult", "write_report"]
+
+_CALL_COLUMNS = (
+    "call_id", "status", "result", "failure_reason", "created_at", "duration_s",
+    "latency_p50_ms", "latency_p95_ms", "time_to_first_word_ms", "scenario_id", "scenario_name",
+    "test_agent_id", "test_agent_name", "interruption_count", "error_count",
+)  # fmt: skip
+_EVAL_COLUMNS = ("evaluation_id", "evaluation_name", "success", "is_critical")
+#: Above this, a call's p95 latency is called out in the reading (a common voice-agent budget).
+LATENCY_BUDGET_MS = 2000.0
+#: Above this, time to first word is called out.
+FIRST_WORD_BUDGET_MS = 2000.0
+
+
+class ReportResult(NamedTuple):
+    """What :func:`write_report` wrote."""
+
+    path: Path
+    calls: int
+    #: ``(plot key, drawn)`` for each plot; not drawn means there was no data for it.
+    plots: tuple[tuple[str, bool], ...]
+    bad_lines: tuple[BadLine, ...]
+    bad_line_count: int
+
+
+class _Data(NamedTuple):
+    calls: Any
+    evaluations: Any
+    bad_lines: tuple[BadLine, ...]
+    bad_line_count: int
+    source: str
+
+
+def _load(source: Tables | str | os.PathLike[str]) -> _Data:
+    pa = pyarrow()
+    if isinstance(source, Tables):
+        return _Data(
+            source.calls.select(list(_CALL_COLUMNS)),
+            source.evaluation_results.select(list(_EVAL_COLUMNS)),
+            source.bad_lines,
+            source.bad_line_count,
+            "tables in memory",
+        )
+    path = Path(source)
+    if path.is_dir():
+        if not (path / JOURNAL).exists() and not (path / "calls").is_dir():
+            raise FileNotFoundError(f"{path} holds no Parquet tables (write them with `asyncvox export`)")
+        tables = read_tables(
+            path,
+            tables=("calls", "evaluation_results"),
+            columns={"calls": _CALL_COLUMNS, "evaluation_results": _EVAL_COLUMNS},
+        )
+        return _Data(tables.calls, tables.evaluation_results, (), 0, str(path))
+    calls: list[Any] = []
+    evaluations: list[Any] = []
+    bad: list[BadLine] = []
+    count = 0
+    for batch in iter_jsonl_tables(path):
+        calls.append(batch.calls.select(list(_CALL_COLUMNS)))
+        evaluations.append(batch.evaluation_results.select(list(_EVAL_COLUMNS)))
+        bad.extend(batch.bad_lines[: max(0, 1000 - len(bad))])
+        count += batch.bad_line_count
+    if not calls:  # an empty file
+        sch = schemas()
+        calls = [sch["calls"].empty_table().select(list(_CALL_COLUMNS))]
+        evaluations = [sch["evaluation_results"].empty_table().select(list(_EVAL_COLUMNS))]
+    return _Data(pa.concat_tables(calls), pa.concat_tables(evaluations), tuple(bad), count, str(path))
+
+
+def _floats(table: Any, column: str) -> list[float]:
+    return [v for v in table.column(column).to_pylist() if v is not None]
+
+
+def _group_bars(calls: Any, name_col: str, id_col: str) -> list[_plots.Bar]:
+    """Results per group, keyed by id (else name) and shown by name where any call has it."""
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    label: dict[str, str] = {}
+    names, ids = calls.column(name_col).to_pylist(), calls.column(id_col).to_pylist()
+    for name, gid, result in zip(names, ids, calls.column("result").to_pylist(), strict=True):
+        key = gid or name
+        if key is None:
+            continue
+        if name:
+            label.setdefault(key, name)
+        tally[key][0 if result == "success" else 1 if result == "failure" else 2] += 1
+    return [_plots.Bar(label.get(key, key), *counts) for key, counts in tally.items()]
+
+
+def _evaluation_bars(evaluations: Any) -> list[_plots.Bar]:
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    cols = [evaluations.column(c).to_pylist() for c in ("evaluation_name", "evaluation_id", "success")]
+    for name, eid, success in zip(*cols, strict=True):
+        tally[name or eid or "(unnamed)"][0 if success is True else 1 if success is False else 2] += 1
+    return [_plots.Bar(label, *counts) for label, counts in tally.items()]
+
+
+def _plots_for(data: _Data) -> list[_plots.Plot]:
+    calls = data.calls
+    created_results = [
+        (c, r == "failure")
+        for c, r in zip(
+            calls.column("created_at").to_pylist(), calls.column("result").to_pylist(), strict=True
+        )
+        if c is not None
+    ]
+    reasons = Counter(r for r in calls.column("failure_reason").to_pylist() if r)
+    return [
+        _plots.distribution(
+            "latency",
+            "Response latency per call (ms)",
+            [
+                ("p50 latency", _floats(calls, "latency_p50_ms")),
+                ("p95 latency", _floats(calls, "latency_p95_ms")),
+            ],
+            unit="ms",
+            threshold=LATENCY_BUDGET_MS,
+            empty="No call has latency percentiles.",
+        ),
+        _plots.distribution(
+            "first-word",
+            "Time to first word (ms)",
+            [("time to first word", _floats(calls, "time_to_first_word_ms"))],
+            unit="ms",
+            threshold=FIRST_WORD_BUDGET_MS,
+            empty="No call has a time to first word.",
+        ),
+        _plots.timeline(
+            "timeline",
+            "Calls and failures over time",
+            [c for c, _ in created_results],
+            [f for _, f in created_results],
+        ),
+        _plots.pass_rates(
+            "evaluations",
+            "Evaluation pass rates by evaluation (worst first)",
+            _evaluation_bars(data.evaluations),
+        ),
+        _plots.counts(
+            "failure-reasons", "Failure reasons", list(reasons.items()), total=sum(reasons.values())
+        ),
+        _plots.bars_by_group(
+            "scenarios",
+            "Results by scenario",
+            _group_bars(calls, "scenario_name", "scenario_id"),
+            what="scenario",
+        ),
+        _plots.bars_by_group(
+            "test-agents",
+            "Results by test agent",
+            _group_bars(calls, "test_agent_name", "test_agent_id"),
+            what="test agent",
+        ),
+        _plots.interruptions(
+            "interruptions",
+            "Interruptions per call",
+            [int(v) for v in calls.column("interruption_count").to_pylist() if v is not None],
+        ),
+    ]
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:,.0f} {unit}" if abs(value) >= 10 else f"{value:,.2f} {unit}"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} ({100 * part / whole:.1f}%)" if whole else f"{part:,}"
+
+
+def _summary(data: _Data) -> list[tuple[str, str]]:
+    calls, evals = data.calls, data.evaluations
+    n = calls.num_rows
+    created = [c for c in calls.column("created_at").to_pylist() if c is not None]
+    results = Counter(calls.column("result").to_pylist())
+    statuses = Counter(s or "(none)" for s in calls.column("status").to_pylist())
+    success = evals.column("success").to_pylist()
+    critical = evals.column("is_critical").to_pylist()
+    interruptions = [v for v in calls.column("interruption_count").to_pylist() if v is not None]
+    errors = [v for v in calls.column("error_count").to_pylist() if v is not None]
+    rows = [
+        (
+            "Calls",
+            f"{n:,}" + (f" ({data.bad_line_count:,} input lines skipped)" if data.bad_line_count else ""),
+        )
+    ]
+    if created:
+        rows.append(("Created", f"{min(created):%Y-%m-%d %H:%M} to {max(created):%Y-%m-%d %H:%M} UTC"))
+    rows.append(("Status", " · ".join(f"{s} {c:,}" for s, c in statuses.most_common(5)) or "-"))
+    rows.append(
+        (
+            "Result",
+            f"success {_share(results['success'], n)} · failure {_share(results['failure'], n)}"
+            + (f" · none {results[None]:,}" if results[None] else ""),
+        )
+    )
+    verdicts = [s for s in success if s is not None]
+    critical_failed = sum(1 for s, c in zip(success, critical, strict=True) if c and s is False)
+    rows.append(
+        (
+            "Evaluation results",
+            f"{len(success):,}, passed {_share(sum(verdicts), len(verdicts))}"
+            f" · critical ones failed: {critical_failed:,}",
+        )
+    )
+    rows += [
+        ("Latency p50, median of calls", _fmt(_median(_floats(calls, "latency_p50_ms")), "ms")),
+        ("Latency p95, median of calls", _fmt(_median(_floats(calls, "latency_p95_ms")), "ms")),
+        ("Time to first word, median", _fmt(_median(_floats(calls, "time_to_first_word_ms")), "ms")),
+        ("Call duration, median", _fmt(_median(_floats(calls, "duration_s")), "s")),
+        (
+            "Interruptions",
+            f"{sum(interruptions):,} in all, {sum(interruptions) / len(interruptions):.1f} per call"
+            if interruptions
+            else "-",
+        ),
+        ("Errors", f"{sum(errors):,} in {len(errors):,} calls that list them" if errors else "not sent"),
+    ]
+    return rows
+
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+  color:#1f2328;margin:0;background:#f6f8fa}
+main{max-width:920px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 4px}
+h2{font-size:17px;margin:0 0 4px}
+.sub{color:#57606a;margin:0 0 16px}
+table.summary{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de;
+  margin-bottom:16px}
+table.summary th,table.summary td{padding:5px 10px;border-bottom:1px solid #eaeef2;
+  text-align:left;vertical-align:top}
+table.summary th{width:34%;font-weight:600;color:#57606a}
+nav{margin:0 0 16px;font-size:13px}
+nav a{margin-right:12px;color:#0969da}
+section.plot{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:14px 16px;
+  margin-bottom:16px}
+.reading{margin:0 0 8px;color:#24292f}
+.figure svg{width:100%;height:auto;display:block}
+.empty{padding:28px;text-align:center;color:#57606a;background:#f6f8fa;
+  border:1px dashed #d0d7de;border-radius:4px}
+footer{color:#57606a;font-size:12px}
+"""
+
+
+def _html(title: str, data: _Data, plots: list[_plots.Plot]) -> str:
+    e = html.escape
+    summary = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(data))
+    nav = "".join(f'<a href="#plot-{p.key}">{e(p.title)}</a>' for p in plots)
+    sections = []
+    for p in plots:
+        body = (
+            f'<div class="figure">{p.svg}</div>'
+            if p.svg
+            else f'<div class="empty">No data to plot. {e(p.reading)}</div>'
+        )
+        state = "drawn" if p.svg else "empty"
+        sections.append(
+            f'<section class="plot" id="plot-{p.key}" data-plot="{p.key}" data-state="{state}">'
+            f'<h2>{e(p.title)}</h2><p class="reading">{e(p.reading)}</p>{body}</section>'
+        )
+    skipped = ""
+    if data.bad_lines:
+        items = "".join(f"<li>line {b.line}: {e(b.reason)}</li>" for b in data.bad_lines[:20])
+        skipped = f'<section class="plot" id="skipped"><h2>Skipped input lines</h2><ul>{items}</ul></section>'
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="icon" href="data:,"><title>{e(title)}</title><style>{_CSS}</style></head><body><main>'
+        f'<h1>{e(title)}</h1><p class="sub">{e(data.source)} · generated {generated} by asyncvox</p>'
+        f'<table class="summary">{summary}</table><nav>{nav}</nav>{"".join(sections)}{skipped}'
+        "<footer>Latency, interruption and time-to-first-word figures are the server's rounded "
+        "milliseconds; durations are seconds. Results: <code>success</code> / <code>failure</code> "
+        "as the server sent them.</footer></main></body></html>\n"
+    )
+
+
+def write_report(
+    source: Tables | str | os.PathLike[str], path: str | os.PathLike[str], *, title: str | None = None
+) -> ReportResult:
+    """Write one self-contained HTML report of ``source`` to ``path``.
+
+    ``source``: a JSONL file of calls (streamed; bad lines are skipped and listed in the
+    report), a directory of Parquet tables from ``asyncvox export``, or :class:`Tables`.
+    The file is written atomically (a temporary file renamed into place).
+    """
+    matplotlib_figure()  # fail before any work when the extra is missing
+    data = _load(source)
+    plots = _plots_for(data)
+    out = Path(path)
+    temp = out.with_name(f".{out.name}.tmp")
+    temp.write_text(_html(title or "Calls report", data, plots), encoding="utf-8")
+    os.replace(temp, out)
+    return ReportResult(
+        out,
+        data.calls.num_rows,
+        tuple((p.key, p.svg is not None) for p in plots),
+        data.bad_lines,
+        data.bad_line_count,
+    )
