@@ -148,6 +148,10 @@ class TableWriter:
         else:
             for path in existing:
                 path.unlink()
+            for table in TABLE_NAMES:  # an earlier Parquet output's directories, now empty
+                sub = self.directory / table
+                if self.format == "csv" and sub.is_dir() and not any(sub.iterdir()):
+                    sub.rmdir()
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet":
             for table in TABLE_NAMES:
@@ -197,7 +201,7 @@ class TableWriter:
         key = self._builder.add(raw, call_id=call_id)
         self._part_ids.append(key)
         self.calls += 1
-        if len(self._builder) >= self.batch_calls:
+        if len(self._builder) >= self.batch_calls or len(self._part_ids) >= self.part_calls:
             self._flush()
         return key
 

@@ -17,6 +17,7 @@ import msgspec
 
 import asyncvox
 
+from ._analysis import register as register_analysis
 from ._export import Export, ExportExistsError
 
 T = TypeVar("T")
@@ -474,3 +475,6 @@ def serve_demo(port: int, api_key: str, fault_rate: float, rps_limit: float | No
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how this command ends
         asyncio.run(serve())
     click.echo("demo server stopped")
+
+
+register_analysis(cli)  # export, report
