@@ -175,10 +175,10 @@ def timeline(key: str, title: str, created: Sequence[datetime], failed: Sequence
 
 
 def _hbar(bars: Sequence[Bar], *, labels: tuple[str, str, str]) -> Any:
-    fig = _figure(0.8 + 0.28 * len(bars))
+    fig = _figure(max(1.8, 0.8 + 0.28 * len(bars)))
     ax = fig.add_subplot()
     y = list(range(len(bars)))[::-1]
-    names = [b.label if len(b.label) <= 40 else b.label[:39] + "…" for b in bars]
+    names = [b.label if len(b.label) <= 48 else b.label[:47] + "…" for b in bars]
     shares = [(b.passed / b.total, b.failed / b.total, b.other / b.total) for b in bars]
     left = [0.0] * len(bars)
     for i, (label, color) in enumerate(zip(labels, (_AGENT, _BAD, _GREY), strict=True)):
@@ -242,7 +242,7 @@ def counts(key: str, title: str, items: Sequence[tuple[str, int]], *, total: int
     if len(ranked) > 1:
         reading += f" ({len(ranked)} distinct reasons)"
     shown = ranked[:limit]
-    fig = _figure(0.8 + 0.28 * len(shown))
+    fig = _figure(max(1.8, 0.8 + 0.28 * len(shown)))
     ax = fig.add_subplot()
     y = list(range(len(shown)))[::-1]
     ax.barh(y, [c for _, c in shown], color=_BAD, height=0.7)

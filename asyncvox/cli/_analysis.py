@@ -69,7 +69,9 @@ def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> No
     2 usage error (the output exists without --force, the analysis extra is missing).
     """
     try:
-        result = analysis.export_jsonl(calls_file, to, format="csv" if fmt == "csv" else "parquet", overwrite=force)
+        result = analysis.export_jsonl(
+            calls_file, to, format="csv" if fmt == "csv" else "parquet", overwrite=force
+        )
     except analysis.MissingDependencyError as exc:
         _fail(str(exc))
         return
@@ -83,7 +85,7 @@ def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> No
             click.echo(f"  {name:<19} {rows:>11,} rows  {paths[name]}")
         if fmt == "parquet":
             click.echo(
-                "  query them, e.g.: duckdb -c \"SELECT evaluation_name, avg(success::int) "
+                '  query them, e.g.: duckdb -c "SELECT evaluation_name, avg(success::int) '
                 f"FROM '{to}/evaluation_results/*.parquet' GROUP BY 1 ORDER BY 2\""
             )
     _echo_bad_lines(str(calls_file), result.bad_lines, result.bad_line_count)
