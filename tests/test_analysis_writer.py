@@ -163,3 +163,12 @@ def test_a_writer_driven_by_outcomes_as_fetch_would(tmp_path: Path) -> None:
     ]
     assert back.messages.num_rows == 0
     assert isinstance(back.calls, pa.Table)
+
+
+def test_a_row_group_holds_batch_calls_calls_however_they_were_converted(tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "calls.jsonl", [server_call(f"g{i}") for i in range(330)])
+    analysis.export_jsonl(src, tmp_path / "t", batch_calls=250)
+    meta = pq.ParquetFile(tmp_path / "t" / "calls" / "part-00000.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [250, 80]
+    messages = pq.ParquetFile(tmp_path / "t" / "messages" / "part-00000.parquet").metadata
+    assert [messages.row_group(i).num_rows for i in range(messages.num_row_groups)] == [1500, 480]

@@ -328,7 +328,7 @@ def _message_columns(ms: list[Any]) -> list[list[Any] | _Epochs]:
         _Epochs([m.end_time for m in ms]),
         [m.seconds_from_start for m in ms],
         [m.duration for m in ms],
-        [_raw_text(m.tool_calls) for m in ms],
+        [_raw_text(m.tool_calls) if m.tool_calls else None for m in ms],  # mostly absent
     ]
 
 

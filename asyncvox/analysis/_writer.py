@@ -41,6 +41,8 @@ Format = Literal["parquet", "csv"]
 #: The journal of committed Parquet parts, in the output directory.
 JOURNAL = "_parts.jsonl"
 _PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+#: Decoded calls are turned into Arrow columns this many at a time (see ``_convert``).
+_CONVERT_CALLS = 100
 #: Bad lines kept with their reasons (all are counted).
 BAD_LINE_LIMIT = 1000
 
@@ -101,6 +103,8 @@ class TableWriter:
         self.bad_lines: list[BadLine] = []
         self.bad_line_count = 0
         self._builder = TableBuilder(dedupe=dedupe)
+        self._pending: list[Tables] = []
+        self._pending_calls = 0
         self._part = 0
         self._part_ids: list[str] = []
         self._part_rows: dict[str, int] = dict.fromkeys(TABLE_NAMES, 0)
@@ -201,7 +205,12 @@ class TableWriter:
         key = self._builder.add(raw, call_id=call_id)
         self._part_ids.append(key)
         self.calls += 1
-        if len(self._builder) >= self.batch_calls or len(self._part_ids) >= self.part_calls:
+        if len(self._builder) >= _CONVERT_CALLS:
+            self._convert()
+        if (
+            len(self._builder) + self._pending_calls >= self.batch_calls
+            or len(self._part_ids) >= self.part_calls
+        ):
             self._flush()
         return key
 
@@ -252,16 +261,27 @@ class TableWriter:
 
     # -- writing -------------------------------------------------------------------
 
+    def _convert(self) -> None:
+        """Turn the decoded calls into Arrow columns now: a decoded call takes about three
+        times the memory of its columns, so few are held while a row group fills up."""
+        self._pending_calls += len(self._builder)
+        self._pending.append(self._builder.take())
+
     def _flush(self) -> None:
-        if not len(self._builder):
+        """Write the buffered calls as one row group per table (and commit a full part)."""
+        if len(self._builder):
+            self._convert()
+        if not self._pending:
             return
-        self._write(self._builder.take())
+        pending, self._pending, self._pending_calls = self._pending, [], 0
+        self._write(pending)
         if self.format == "parquet" and len(self._part_ids) >= self.part_calls:
             self._commit()
 
-    def _write(self, tables: Tables) -> None:
+    def _write(self, batches: list[Tables]) -> None:
         pa = pyarrow()
-        for name, table in tables.as_dict().items():
+        for name in TABLE_NAMES:
+            table = pa.concat_tables([getattr(batch, name) for batch in batches])
             writer = self._writers.get(name)
             if writer is None:
                 writer = self._writers[name] = self._new_writer(pa, name)
