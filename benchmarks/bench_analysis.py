@@ -161,6 +161,7 @@ def main() -> None:
     markdown, flat = render(data, sizes, modes)
     data["flat"] = flat
     argv = shlex.join(["python", "benchmarks/bench_analysis.py", *sys.argv[1:]])
+    file_sizes = ", ".join(f"{n:,} calls = {files[n] / 1e6:,.0f} MB" for n in sizes)
     header = [
         "# Export to tables and the report",
         "",
@@ -168,7 +169,7 @@ def main() -> None:
         f"- command: `{argv}`",
         "- workload: a JSONL file of synthetic calls ("
         + ("typical ~26 KB bodies" if args.turns is None else f"--turns {args.turns}")
-        + f", 5% drifted, distinct ids), {', '.join(f'{n:,} calls = {files[n] / 1e6:,.0f} MB' for n in sizes)}; "
+        + f", 5% drifted, distinct ids), {file_sizes}; "
         "each contender in a fresh process, one run per size",
         machine_markdown(),
         "",
@@ -206,9 +207,9 @@ def render(data: dict[str, Any], sizes: list[int], modes: list[str]) -> tuple[st
         ]
         if "report" in modes:
             rb, rs = runs[(sizes[-1], "report")], runs[(sizes[-2], "report")]
-            lines.append(
-                f"| report, {sizes[-1]:,} vs {sizes[-2]:,} calls | {rb['peak_rss_mb'] / rs['peak_rss_mb']:.2f} | (info) | - |"
-            )
+            report_ratio = rb["peak_rss_mb"] / rs["peak_rss_mb"]
+            what = f"report, {sizes[-1]:,} vs {sizes[-2]:,} calls"
+            lines.append(f"| {what} | {report_ratio:.2f} | (info) | - |")
     lines += [
         "",
         "`decode` is the floor: any typed use of the file decodes every call. `export` writes all six "
