@@ -294,3 +294,18 @@ def test_batches_of_a_jsonl_file_add_up_to_the_whole(tmp_path: Path) -> None:
     import pyarrow as pa
 
     assert pa.concat_tables([b.messages for b in batches]).equals(whole.messages)
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_not_errors(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + _encode(server_call("a")) + b"\r\n" + _encode(server_call("b")) + b"\r\n")
+    tables = analysis.read_jsonl(path)
+    assert tables.bad_lines == () and tables.calls.column("call_id").to_pylist() == ["a", "b"]
+
+
+def test_only_the_tables_asked_for_are_built(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(b"".join(_encode(server_call(f"c{i}")) + b"\n" for i in range(3)))
+    (batch,) = analysis.iter_jsonl_tables(path, tables=["calls", "evaluation_results"])
+    assert (batch.calls.num_rows, batch.evaluation_results.num_rows, batch.messages.num_rows) == (3, 9, 0)
+    assert batch.calls.column("message_count").to_pylist() == [6, 6, 6]  # counts come from the calls

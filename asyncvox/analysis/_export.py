@@ -77,13 +77,18 @@ def to_tables(calls: Iterable[CallSource], *, dedupe: bool = True) -> Tables:
 
 
 def iter_jsonl_tables(
-    path: str | os.PathLike[str], *, batch_calls: int = 1000, dedupe: bool = True
+    path: str | os.PathLike[str],
+    *,
+    batch_calls: int = 1000,
+    dedupe: bool = True,
+    tables: Sequence[str] = TABLE_NAMES,
 ) -> Iterator[Tables]:
     """A JSONL file's tables, ``batch_calls`` calls at a time (bounded memory).
 
     Each batch lists the lines skipped since the previous one (with their line numbers).
+    Only ``tables`` are built (the others are empty; ``calls`` always is).
     """
-    builder = TableBuilder(dedupe=dedupe)
+    builder = TableBuilder(dedupe=dedupe, tables=tables)
     bad = _Bad()
     for lineno, line in iter_jsonl(path):
         try:

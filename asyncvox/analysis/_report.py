@@ -78,7 +78,8 @@ def _load(source: Tables | str | os.PathLike[str]) -> _Data:
     evaluations: list[Any] = []
     bad: list[BadLine] = []
     count = 0
-    for batch in iter_jsonl_tables(path, batch_calls=250):  # few decoded calls held at once
+    # Few decoded calls held at once, and only the two tables the report reads are built.
+    for batch in iter_jsonl_tables(path, batch_calls=250, tables=("calls", "evaluation_results")):
         calls.append(batch.calls.select(list(_CALL_COLUMNS)))
         evaluations.append(batch.evaluation_results.select(list(_EVAL_COLUMNS)))
         bad.extend(batch.bad_lines[: max(0, 1000 - len(bad))])

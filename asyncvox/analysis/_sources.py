@@ -32,6 +32,8 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
     """(line number, line) for every non-blank line, read as a stream (never the whole file)."""
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
+            if lineno == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors add
             if line.strip():
                 yield lineno, line
 

@@ -136,9 +136,12 @@ class TableBuilder:
 
     ``dedupe`` (default on) skips a call whose key was seen before, in this batch or an
     earlier one (the set of keys is the only thing that grows with the input).
+    ``tables`` names the tables to build; the others come back empty (``calls`` and its
+    count columns are always built).
     """
 
     dedupe: bool = True
+    tables: Sequence[str] = TABLE_NAMES
     seen: set[str] = field(default_factory=set)
     _calls: list[tuple[str, WireCall]] = field(default_factory=list)
     _kids: list[_Children] = field(default_factory=lambda: _children(5))
@@ -166,8 +169,8 @@ class TableBuilder:
             self.seen.add(key)
         self._calls.append((key, call))
         lists = (call.messages, call.evaluation_results, call.latency_blocks, call.interruptions, call.errors)
-        for kids, items in zip(self._kids, lists, strict=True):
-            if not items:
+        for name, kids, items in zip(TABLE_NAMES[1:], self._kids, lists, strict=True):
+            if not items or name not in self.tables:
                 continue
             if drifted:
                 kept = [(pos, item) for pos, item in enumerate(items) if item is not None]
