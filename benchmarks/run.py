@@ -9,6 +9,7 @@ run in its own process; see their docstrings for what they measure):
    typical (~26 KB) and small (~4 KB) bodies;
 3. ``bench_memory.py``     -- time per call and peak RSS at 1k, 10k, 100k ids (flat memory);
 4. ``bench_ratelimit.py``  -- a rate-limited remote: time over N/R, 429s, ids lost;
+   ``bench_analysis.py``   -- export to Parquet and the report vs decoding alone, flat memory;
 5. ``profile_throughput.py`` -- where the time goes: asyncvox vs handtuned on small bodies
    (asyncvox's per-request overhead), and the pair of any headline target that was missed.
 
@@ -60,6 +61,11 @@ STEPS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--sizes", "1000,10000,30000", "--repeat", "1"],
     ),
     "ratelimit": ("bench_ratelimit.py", ["--n", "1000", "--rps", "100"], ["--n", "200", "--rps", "100"]),
+    "analysis": (
+        "bench_analysis.py",
+        ["--sizes", "10000,100000"],
+        ["--sizes", "2000,10000", "--turns", "20"],
+    ),
 }
 
 #: What each script measures, for the README (script, what, run time with the defaults).
@@ -94,6 +100,13 @@ CATALOGUE = [
         "asyncvox learning R, asyncvox told R, and a generated-SDK-style gather + retries; time "
         "over the ideal N/R, share of 429s, ids lost.",
         "~30 s",
+    ),
+    (
+        "bench_analysis.py",
+        "Exporting a JSONL file of 10k and 100k calls to the six Parquet tables, and writing the "
+        "HTML report, against decoding the same lines into `asyncvox.Call`; seconds, µs per call, "
+        "peak RSS, and the flat-memory ratio 100k / 10k.",
+        "~3 min",
     ),
     (
         "profile_throughput.py",
@@ -176,6 +189,17 @@ def headline(results: Path) -> list[str]:
             else:
                 met = "yes" if f["met"] else "**no**"
                 lines.append(f"| {what} | **{f['ratio']:.2f}** | <= {mem['target']:g} | {met} | memory |")
+    an = load_json(results, "analysis")
+    if an is not None and an.get("flat"):
+        small, large = an["flat"]["sizes"]
+        met = "yes" if an["flat"]["met"] else "**no**"
+        what = f"export to Parquet, peak RSS {large:,} calls / {small:,} calls"
+        lines.append(f"| {what} | **{an['flat']['ratio']:.2f}** | <= {an['target']:g} | {met} | analysis |")
+        runs = {(r["calls"], r["mode"]): r for r in an["runs"]}
+        if (large, "export") in runs and (large, "decode") in runs:
+            ratio = runs[(large, "export")]["wall_s"] / runs[(large, "decode")]["wall_s"]
+            what = f"export time / decode time, {large:,} calls"
+            lines.append(f"| {what} | {ratio:.1f}x | (info) | - | analysis |")
     rl = load_json(results, "ratelimit")
     if rl is not None:
         for name, r in rl["results"].items():
@@ -395,6 +419,7 @@ def write_readme(results: Path, meta: dict[str, Any], path: Path) -> None:
         ("Decode only", "decode"),
         ("Scaling and flat memory", "memory"),
         ("Rate-limited remote", "ratelimit"),
+        ("Export to tables and the report", "analysis"),
     ]
     profiles = sorted(results.glob("profile-*.md"))
     lines = [

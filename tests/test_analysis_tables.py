@@ -298,7 +298,9 @@ def test_batches_of_a_jsonl_file_add_up_to_the_whole(tmp_path: Path) -> None:
 
 def test_a_byte_order_mark_and_crlf_line_ends_are_not_errors(tmp_path: Path) -> None:
     path = tmp_path / "calls.jsonl"
-    path.write_bytes(b"\xef\xbb\xbf" + _encode(server_call("a")) + b"\r\n" + _encode(server_call("b")) + b"\r\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf" + _encode(server_call("a")) + b"\r\n" + _encode(server_call("b")) + b"\r\n"
+    )
     tables = analysis.read_jsonl(path)
     assert tables.bad_lines == () and tables.calls.column("call_id").to_pylist() == ["a", "b"]
 
