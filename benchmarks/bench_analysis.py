@@ -174,7 +174,7 @@ def main() -> None:
         machine_markdown(),
         "",
     ]
-    path = write_report("analysis", "\n".join(header) + markdown, data)
+    path = write_report("analysis", "\n".join(header) + "\n" + markdown, data)
     print(f"\n{markdown}\nwritten to {path}")
 
 

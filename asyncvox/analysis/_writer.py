@@ -66,6 +66,11 @@ def _part_name(number: int) -> str:
     return f"part-{number:05d}.parquet"
 
 
+def _is_temp_part(name: str) -> bool:
+    """``.part-00003.parquet.tmp``: a part being written (or left by a kill)."""
+    return name.startswith(".") and name.endswith(".tmp") and _PART_RE.match(name[1:-4]) is not None
+
+
 class TableWriter:
     """Writes calls, one at a time, as the six tables under ``directory``.
 
@@ -130,7 +135,7 @@ class TableWriter:
             found += [self.directory / f"{table}.csv", self.directory / f".{table}.csv.tmp"]
             sub = self.directory / table
             if sub.is_dir():
-                found += [p for p in sub.iterdir() if _PART_RE.match(p.name) or _PART_RE.match(p.name[1:-4])]
+                found += [p for p in sub.iterdir() if _PART_RE.match(p.name) or _is_temp_part(p.name)]
         found.append(self.directory / JOURNAL)
         return [p for p in found if p.exists()]
 
@@ -171,10 +176,12 @@ class TableWriter:
             good = 0
             with journal.open("rb") as fh:
                 for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # cut short by a kill: void (its part's calls come again)
                     try:
                         entry = _decode_part(line)
                     except (msgspec.ValidationError, msgspec.DecodeError):
-                        break  # a line cut short by a kill: it and anything after are void
+                        break  # not ours, or damaged: it and anything after are void
                     committed.add(entry.part)
                     self.done_ids.update(entry.ids)
                     good += len(line)
@@ -186,7 +193,7 @@ class TableWriter:
                 continue
             for path in sub.iterdir():
                 match = _PART_RE.match(path.name)
-                if match is None and _PART_RE.match(path.name[1:-4]) and path.name.startswith("."):
+                if _is_temp_part(path.name):
                     path.unlink()  # a temporary file of a part that never committed
                 elif match is not None and int(match.group(1)) not in committed:
                     path.unlink()  # renamed but not journalled: its calls will come again
