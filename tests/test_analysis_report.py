@@ -165,6 +165,9 @@ async def test_the_report_opens_in_chromium_with_every_plot_drawn_and_true_readi
     assert sections["evaluations"]["reading"].startswith(
         "worst: 'Calls the booking tool with the right slot' passes 65% of 40 results"
     )
+    notes = [text for text, _ in sections["evaluations"]["texts"]]
+    assert "65% of 40" in notes and "100% of 40" in notes  # each bar says its pass rate and count
+    assert "100% failed of 14" in [text for text, _ in sections["scenarios"]["texts"]]
     assert sections["failure-reasons"]["reading"].startswith("'Booking tool was never called' accounts for")
     # Every third call fails, and they all fall in the first scenario.
     assert _ordered_labels(sections["scenarios"], _SCENARIOS)[0] == "Book a table"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -174,7 +174,8 @@ def timeline(key: str, title: str, created: Sequence[datetime], failed: Sequence
     return Plot(key, title, reading, _svg(fig, key))
 
 
-def _hbar(bars: Sequence[Bar], *, labels: tuple[str, str, str]) -> Any:
+def _hbar(bars: Sequence[Bar], *, labels: tuple[str, str, str], note: Callable[[Bar], str]) -> Any:
+    """Stacked 100% bars, one per group, top to bottom in the order given; ``note`` labels each."""
     fig = _figure(max(1.8, 0.8 + 0.28 * len(bars)))
     ax = fig.add_subplot()
     y = list(range(len(bars)))[::-1]
@@ -187,7 +188,7 @@ def _hbar(bars: Sequence[Bar], *, labels: tuple[str, str, str]) -> Any:
             ax.barh(y, widths, left=left, color=color, label=label, height=0.7)
         left = [a + w for a, w in zip(left, widths, strict=True)]
     for yi, b in zip(y, bars, strict=True):
-        ax.text(101, yi, f"{_pct(b.passed / b.total)} of {_n(b.total)}", va="center", fontsize=8)
+        ax.text(101, yi, note(b), va="center", fontsize=8)
     ax.set_yticks(y, names)
     ax.set_xlim(0, 118)
     ax.set_xticks([0, 25, 50, 75, 100])
@@ -204,14 +205,18 @@ def pass_rates(key: str, title: str, bars: Sequence[Bar], *, limit: int = 20) ->
         return Plot(key, title, "No evaluation result says whether it passed.", None)
     rated.sort(key=lambda b: (b.passed / (b.passed + b.failed), -b.total))
     worst, best = rated[0], rated[-1]
-    rate = worst.passed / (worst.passed + worst.failed)
-    reading = f"worst: {worst.label!r} passes {_pct(rate)} of {_n(worst.total)} results"
+    rated_n = worst.passed + worst.failed
+    reading = f"worst: {worst.label!r} passes {_pct(worst.passed / rated_n)} of {_n(rated_n)} results"
     if len(rated) > 1:
         reading += f"; best: {best.label!r} {_pct(best.passed / (best.passed + best.failed))}"
     shown = rated[:limit]
     if len(rated) > limit:
         reading += f" (the {limit} worst of {len(rated)} shown)"
-    fig = _hbar(shown, labels=("passed", "failed", "no verdict"))
+    fig = _hbar(
+        shown,
+        labels=("passed", "failed", "no verdict"),
+        note=lambda b: f"{_pct(b.passed / (b.passed + b.failed))} of {_n(b.passed + b.failed)}",
+    )
     return Plot(key, title, reading, _svg(fig, key))
 
 
@@ -228,7 +233,11 @@ def bars_by_group(key: str, title: str, bars: Sequence[Bar], *, what: str, limit
         reading += f"; {low.label!r} least ({_pct(low.fail_share)})"
     if len(groups) > limit:
         reading += f" ({limit} of {len(groups)} {what}s shown)"
-    fig = _hbar(groups[:limit], labels=("success", "failure", "no result"))
+    fig = _hbar(
+        groups[:limit],
+        labels=("success", "failure", "no result"),
+        note=lambda b: f"{_pct(b.fail_share)} failed of {_n(b.total)}",
+    )
     return Plot(key, title, reading, _svg(fig, key))
 
 
