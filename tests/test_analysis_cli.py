@@ -75,6 +75,9 @@ def test_report_writes_one_html_file(tmp_path: Path) -> None:
     assert html.count("<svg") == 8 and "<script" not in html and "http" not in html.split("<svg", 1)[0]
     missing = _run("report", str(tmp_path), "-o", str(tmp_path / "x.html"))
     assert missing.returncode == 2 and "holds no Parquet tables" in missing.stderr
+    nowhere = _run("report", str(src), "-o", str(tmp_path / "no" / "such" / "dir" / "r.html"))
+    assert nowhere.returncode == 2 and "cannot write the report to" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
 
 
 _WITHOUT_PYARROW = """

@@ -22,7 +22,15 @@ fields are ignored), and a line that is not a call is skipped and reported by nu
 """
 
 from ._deps import MissingDependencyError
-from ._export import ExportResult, export_jsonl, iter_jsonl_tables, read_jsonl, read_tables, to_tables
+from ._export import (
+    ExportResult,
+    NoTablesError,
+    export_jsonl,
+    iter_jsonl_tables,
+    read_jsonl,
+    read_tables,
+    to_tables,
+)
 from ._report import ReportResult, write_report
 from ._tables import ROLE_KINDS, TABLE_NAMES, BadLine, InvalidCallError, Tables, schemas
 from ._writer import JOURNAL, OutputExistsError, TableWriter
@@ -35,6 +43,7 @@ __all__ = [
     "ExportResult",
     "InvalidCallError",
     "MissingDependencyError",
+    "NoTablesError",
     "OutputExistsError",
     "ReportResult",
     "TableWriter",

@@ -7,12 +7,25 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..errors import AsyncvoxError
 from ._deps import pyarrow
 from ._sources import CallSource, iter_items, iter_jsonl
 from ._tables import TABLE_NAMES, BadLine, InvalidCallError, TableBuilder, Tables, schemas
 from ._writer import BAD_LINE_LIMIT, JOURNAL, Format, TableWriter
 
-__all__ = ["ExportResult", "export_jsonl", "iter_jsonl_tables", "read_jsonl", "read_tables", "to_tables"]
+__all__ = [
+    "ExportResult",
+    "NoTablesError",
+    "export_jsonl",
+    "iter_jsonl_tables",
+    "read_jsonl",
+    "read_tables",
+    "to_tables",
+]
+
+
+class NoTablesError(AsyncvoxError, FileNotFoundError):
+    """A directory that holds no tables written by asyncvox."""
 
 
 class ExportResult(NamedTuple):
@@ -160,7 +173,7 @@ def read_tables(
     pa = pyarrow()
     root = Path(directory)
     if not (root / JOURNAL).exists() and not (root / "calls").is_dir():
-        raise FileNotFoundError(f"{root} holds no Parquet tables (no {JOURNAL}, no calls/)")
+        raise NoTablesError(f"{root} holds no Parquet tables (no {JOURNAL}, no calls/)")
     sch = schemas()
     out: dict[str, Any] = {}
     for name in TABLE_NAMES:

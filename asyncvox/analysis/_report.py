@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from . import _plots
 from ._deps import matplotlib_figure, pyarrow
-from ._export import iter_jsonl_tables, read_tables
+from ._export import NoTablesError, iter_jsonl_tables, read_tables
 from ._tables import BadLine, Tables, schemas
 from ._writer import JOURNAL
 
@@ -67,7 +67,7 @@ def _load(source: Tables | str | os.PathLike[str]) -> _Data:
     path = Path(source)
     if path.is_dir():
         if not (path / JOURNAL).exists() and not (path / "calls").is_dir():
-            raise FileNotFoundError(f"{path} holds no Parquet tables (write them with `asyncvox export`)")
+            raise NoTablesError(f"{path} holds no Parquet tables (write them with `asyncvox export`)")
         tables = read_tables(
             path,
             tables=("calls", "evaluation_results"),

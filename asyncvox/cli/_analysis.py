@@ -78,6 +78,9 @@ def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> No
     except analysis.OutputExistsError:
         _fail(f"{to} already holds tables: pass --force to replace them")
         return
+    except OSError as exc:  # unwritable directory, disk full, ...
+        _fail(f"cannot write the tables to {to}: {exc}")
+        return
     if not quiet:
         click.echo(f"{result.calls:,} calls from {calls_file} -> {to} ({fmt})")
         paths = result.paths()
@@ -118,8 +121,11 @@ def report(source: Path, out: Path, title: str | None) -> None:
     except analysis.MissingDependencyError as exc:
         _fail(str(exc))
         return
-    except FileNotFoundError as exc:
+    except analysis.NoTablesError as exc:
         _fail(str(exc))
+        return
+    except OSError as exc:
+        _fail(f"cannot write the report to {out}: {exc}")
         return
     empty = [key for key, drawn in result.plots if not drawn]
     click.echo(
