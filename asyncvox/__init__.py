@@ -8,8 +8,7 @@
 
 import logging as _logging
 
-from ._bulk import CallStream
-from ._governor import Governor, RetryBudget
+from ._testmode import is_testing, set_testing
 from ._version import __version__
 from .client import DEFAULT_BASE_URL, Client
 from .errors import (
@@ -19,6 +18,7 @@ from .errors import (
     AsyncvoxError,
     AuthenticationError,
     BadRequestError,
+    CertificateError,
     ConfigurationError,
     DecodeError,
     EndpointNotFoundError,
@@ -27,6 +27,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .limits import Governor, RetryBudget
 from .models import (
     Call,
     CallError,
@@ -40,17 +41,22 @@ from .models import (
     MessageRole,
 )
 from .outcomes import BatchStats, FetchOutcome
+from .request import USE_CLIENT_DEFAULT
 from .retry import RetryPolicy
+from .stream import CallStream
 from .sync import fetch_calls_sync, get_call_sync
+from .transport import AiohttpTransport, Response, Transport
 
 # A library logs, the application decides where it goes (and nothing reaches stderr by default).
 _logging.getLogger("asyncvox").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "USE_CLIENT_DEFAULT",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AsyncvoxError",
     "AuthenticationError",
     "BadRequestError",
@@ -60,6 +66,7 @@ __all__ = [
     "CallResult",
     "CallStatus",
     "CallStream",
+    "CertificateError",
     "Client",
     "ConfigurationError",
     "DecodeError",
@@ -75,10 +82,14 @@ __all__ = [
     "MessageRole",
     "PermissionDeniedError",
     "RateLimitError",
+    "Response",
     "RetryBudget",
     "RetryPolicy",
     "ServerError",
+    "Transport",
     "__version__",
     "fetch_calls_sync",
     "get_call_sync",
+    "is_testing",
+    "set_testing",
 ]

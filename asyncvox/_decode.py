@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -55,8 +55,31 @@ _STEP_RE = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 CallBytes = memoryview | msgspec.Raw
 
 
-def split_body(body: bytes, call_id: str | None) -> tuple[CallBytes | None, str | None]:
-    """Find the call inside a 200 body, without decoding it: (its bytes or ``None``, url).
+class CallSlice(msgspec.Struct, gc=False):
+    """Where the call is inside a 200 body, found without decoding it.
+
+    Attributes:
+        body: the whole response body (kept so that a failure can keep every byte).
+        call: the call object's bytes inside ``body``; :func:`decode_found` narrows it to
+            the exact value if the quick split was not exact.
+        dashboard_url: the envelope's ``url`` (the call's dashboard link), if any.
+    """
+
+    body: bytes
+    call: CallBytes
+    dashboard_url: str | None = None
+
+
+class DecodedBody(NamedTuple):
+    """A whole 200 body decoded at once (:func:`decode_body`)."""
+
+    call: Call | None
+    raw: bytes | None
+    dashboard_url: str | None
+
+
+def split_body(body: bytes, call_id: str | None) -> CallSlice | None:
+    """Find the call inside a 200 body, without decoding it.
 
     ``None`` means not found (``"call": null``, or ``success: false`` with no call).
     Raises :class:`DecodeError` (keeping ``body``) when the body is not a call envelope.
@@ -76,13 +99,13 @@ def split_body(body: bytes, call_id: str | None) -> tuple[CallBytes | None, str 
         end = len(body) - 2
         if cut > 0 and body.find(b'"', tail, end) < 0 and body.find(b"\\", tail, end) < 0:
             if cut - _HEAD_LEN == 4 and body[_HEAD_LEN:cut] == b"null":
-                return None, None
+                return None
             try:
                 link = body[tail:end].decode()
             except UnicodeDecodeError:
                 pass
             else:
-                return memoryview(body)[_HEAD_LEN:cut], link
+                return CallSlice(body, memoryview(body)[_HEAD_LEN:cut], link)
     try:
         env = _raw_envelope_decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -92,28 +115,31 @@ def split_body(body: bytes, call_id: str | None) -> tuple[CallBytes | None, str 
     size = len(raw)
     if size == 0:
         if env.success is False:
-            return None, url
+            return None
         raise DecodeError("response has no `call` object", raw=body, call_id=call_id)
     if size == 4 and bytes(raw) == b"null":
-        return None, url
-    return raw, url
+        return None
+    return CallSlice(body, raw, url)
 
 
-def decode_found(body: bytes, raw: CallBytes, call_id: str | None) -> tuple[Call, CallBytes]:
-    """Decode a call that :func:`split_body` found in ``body``: (call, its exact bytes).
+def decode_found(found: CallSlice, call_id: str | None) -> Call:
+    """Decode a call that :func:`split_body` found.
 
     A canonical slice that is not one JSON value (an unexpected key between ``call`` and
-    ``url``) is split again by msgspec. A failure keeps the whole body.
+    ``url``) is split again by msgspec, and ``found.call`` narrowed to the exact value.
+    A failure raises :class:`DecodeError` keeping the whole body.
     """
+    raw = found.call
     try:
-        return decode_call(raw, call_id), raw
+        return decode_call(raw, call_id)
     except DecodeError as exc:
         if isinstance(raw, memoryview):
-            env = _split_parsed(body, call_id)
+            env = _split_parsed(found.body, call_id)
             if env is not None:
-                return decode_found(body, env, call_id)
+                found.call = env
+                return decode_found(found, call_id)
         raise DecodeError(
-            f"the response's call is not decodable: {exc.reason}", raw=body, call_id=call_id
+            f"the response's call is not decodable: {exc.reason}", raw=found.body, call_id=call_id
         ) from None
 
 
@@ -125,17 +151,18 @@ def _split_parsed(body: bytes, call_id: str | None) -> msgspec.Raw | None:
     return raw if len(raw) else None
 
 
-def decode_body(body: bytes, call_id: str | None) -> tuple[Call | None, bytes | None, str | None]:
-    """Decode a 200 body into (call or ``None`` for not found, the call's raw bytes, url).
+def decode_body(body: bytes, call_id: str | None) -> DecodedBody:
+    """Decode a whole 200 body at once (a convenience for tools and tests; the request
+    path splits and decodes in two steps, see :func:`split_body`).
 
     Raises :class:`DecodeError` (keeping ``body``) when it is not a call envelope or its
     call is not a JSON object.
     """
-    raw, url = split_body(body, call_id)
-    if raw is None:
-        return None, None, url
-    call, exact = decode_found(body, raw, call_id)
-    return call, bytes(exact), url
+    found = split_body(body, call_id)
+    if found is None:
+        return DecodedBody(None, None, None)
+    call = decode_found(found, call_id)
+    return DecodedBody(call, bytes(found.call), found.dashboard_url)
 
 
 def decode_call(raw: bytes | CallBytes, call_id: str | None = None) -> Call:

@@ -19,6 +19,7 @@ __all__ = [
     "AsyncvoxError",
     "AuthenticationError",
     "BadRequestError",
+    "CertificateError",
     "ConfigurationError",
     "DecodeError",
     "EndpointNotFoundError",
@@ -40,8 +41,19 @@ class AsyncvoxError(Exception):
     sent: bool = True
 
 
-class ConfigurationError(AsyncvoxError):
-    """The client is misconfigured (no api key, bad ``base_url``) or used after close."""
+class ConfigurationError(AsyncvoxError, ValueError):
+    """The client is misconfigured (no api key, bad ``base_url``, a bad setting) or used
+    after close. Never retried; aborts a bulk fetch. Also a :class:`ValueError`, so code
+    that caught the ``ValueError`` of a bad setting keeps working."""
+
+
+class CertificateError(ConfigurationError):
+    """The server's TLS certificate (or its hostname) could not be verified.
+
+    Not transient: every id would fail the same way, so it is never retried and aborts a
+    bulk fetch. Trust a private CA with ``SSL_CERT_FILE=/path/to/ca.pem`` (or pass an
+    :class:`aiohttp.ClientSession` whose connector has your ``ssl`` context).
+    """
 
 
 class InvalidCallIdError(AsyncvoxError, ValueError):
@@ -51,12 +63,20 @@ class InvalidCallIdError(AsyncvoxError, ValueError):
 class APIConnectionError(AsyncvoxError):
     """The request did not get an HTTP answer: could not connect, or the connection dropped.
 
-    ``call_id`` names the call that was being fetched.
+    ``call_id`` names the call that was being fetched (set by the request path, since the
+    transport that raised it does not know the id); ``str()`` includes it.
     """
 
-    def __init__(self, message: str, *, call_id: str | None = None) -> None:
+    def __init__(self, message: str, *, call_id: str | None = None, sent: bool = True) -> None:
         super().__init__(message)
+        self.message = message
         self.call_id = call_id
+        self.sent = sent
+
+    def __str__(self) -> str:
+        if self.call_id is None:
+            return self.message
+        return f"{self.message} (call_id={self.call_id!r})"
 
 
 class APITimeoutError(APIConnectionError):
@@ -82,7 +102,9 @@ class APIStatusError(AsyncvoxError):
         call_id: str | None = None,
         body: bytes = b"",
         retry_after: float | None = None,
+        sent: bool = True,
     ) -> None:
+        self.sent = sent
         self.status = status
         self.message = message
         self.call_id = call_id

@@ -42,7 +42,7 @@ def test_a_batch_survives_repeated_429_pauses(loop_factory: Callable[[], asyncio
             DemoServer(api_key=KEY, turns=2, profile=profile) as server,
             asyncvox.Client(KEY, server.base_url, concurrency=16) as client,
         ):
-            outcomes = await client.get_calls([f"g-{i}" for i in range(1500)])
+            outcomes = await client.fetch_calls([f"g-{i}" for i in range(1500)])
             return outcomes, client.governor
 
     outcomes, gov = run_on(loop_factory, main())

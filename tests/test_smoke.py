@@ -19,7 +19,7 @@ async def test_get_calls_returns_one_outcome_per_id_in_order(
 ) -> None:
     server.add_missing("gone")
     ids = [f"id-{i}" for i in range(50)] + ["gone"]
-    outcomes = await client.get_calls(ids)
+    outcomes = await client.fetch_calls(ids)
     assert [o.call_id for o in outcomes] == ids
     assert all(o.found for o in outcomes[:-1])
     assert outcomes[-1].ok and not outcomes[-1].found

@@ -306,7 +306,7 @@ def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) 
         assert outcome.raw is not None
         sys.stdout.buffer.write(outcome.raw + b"\n")
         return
-    click.echo(_describe(outcome.call, outcome.url))
+    click.echo(_describe(outcome.call, outcome.dashboard_url))
 
 
 def _fmt(value: object, unit: str = "") -> str:

@@ -152,7 +152,6 @@ class ServerStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     per_id: Counter[str] = field(default_factory=Counter)
-    authorization: Counter[str] = field(default_factory=Counter)
     user_agents: set[str] = field(default_factory=set)
 
     def requests_for(self, call_id: str) -> int:
