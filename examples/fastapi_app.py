@@ -131,7 +131,7 @@ def create_app(
     async def get_many(ids: list[str], client: asyncvox.Client) -> dict[str, Any]:
         if len(ids) > MAX_BATCH:
             raise HTTPException(422, detail=f"at most {MAX_BATCH} ids per request, got {len(ids)}")
-        # get_calls fans out through the same client: its requests share the one cap with
+        # fetch_calls fans out through the same client: its requests share the one cap with
         # every other request the app is serving. Per-id failures come back as outcomes.
         async with _deadline(request_timeout):
             outcomes = await client.fetch_calls(ids)
