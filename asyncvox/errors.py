@@ -7,6 +7,7 @@ text, the call id) and never the api key: the key is not an input to anything he
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
@@ -218,33 +219,49 @@ def _api_error_text(body: bytes) -> tuple[bool, str | None]:
 
 def body_excerpt(body: bytes) -> str:
     """A short, single-line excerpt of a body for an error message."""
-    text = " ".join(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace").split())
+    text = one_line(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace"))
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
     return text or "(empty body)"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110): delta-seconds or an HTTP date.
 
-    Returns ``None`` for a missing or unparsable value; never a negative number.
+    Delta-seconds are ASCII digits only: ``1.5``, ``-4``, ``1e9``, ``inf`` or ``1_0`` are
+    not, and like anything else unparsable count as no header at all (``None``). Never
+    negative; how long a valid value may hold anything back is the caller's cap
+    (``RetryPolicy.max_retry_after``).
     """
     if not value:
         return None
     value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    if not _HTTP_DATE_RE.match(value):
         return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, seconds)
+
+
+#: The shapes of an HTTP date (IMF-fixdate, and the obsolete RFC 850 / asctime forms):
+#: a weekday name first. Cheap gate before the lenient stdlib parser.
+_HTTP_DATE_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? ", re.ASCII)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace and control characters made one space, so that
+    a server's text (or an id) can never start a new line in a log (log injection)."""
+    return " ".join(_CONTROL_RE.sub(" ", text).split())
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def is_api_not_found(body: bytes) -> bool:
@@ -269,7 +286,7 @@ def status_error(
     if secret and secret in body:
         body = body.replace(secret, b"***")
     is_api, text = _api_error_text(body)
-    message = text if text is not None else body_excerpt(body)
+    message = one_line(text) if text is not None else body_excerpt(body)
     if status == 401:
         return AuthenticationError(status, message, call_id=call_id, body=body)
     if status == 403:

@@ -185,11 +185,22 @@ class Governor:
         if self._interval:
             now = loop.time()
             start = max(now, self._next_start)
+            if start > now and deadline is not None and time.monotonic() + (start - now) > deadline:
+                # Never sent: no reservation is taken, so nothing has to be given back.
+                self.release()
+                raise APITimeoutError(
+                    f"rate_limit would start this call in {start - now:.2f} s, past its total_timeout",
+                    call_id=call_id,
+                    sent=False,
+                )
             self._next_start = start + self._interval
             if start > now:
                 try:
                     await asyncio.sleep(start - now)
                 except BaseException:
+                    # A call that never sends gives its start back, so the calls after it
+                    # do not wait for a request that never happened.
+                    self._next_start = max(loop.time(), self._next_start - self._interval)
                     self.release()
                     raise
 

@@ -174,14 +174,14 @@ class Requester:
     ) -> Fetched:
         """Fetch one (valid, see :func:`check_call_id`) id: never raises an asyncvox error."""
         url = self._calls_prefix + quote(call_id, safe="")
-        limit = self.total_timeout if total_timeout is USE_CLIENT_DEFAULT else total_timeout
-        deadline = time.monotonic() + limit if limit is not None else None  # type: ignore[operator]
+        limit = self.total_timeout if isinstance(total_timeout, UseClientDefault) else total_timeout
+        deadline = time.monotonic() + limit if limit is not None else None
         self.governor.budget.first_attempts += 1
         try:
             found = await self._attempt(call_id, url, stats, deadline)
         except AsyncvoxError as exc:
-            retries = self.policy.max_retries if max_retries is USE_CLIENT_DEFAULT else max_retries
-            return await self._retry(call_id, url, exc, stats, retries, deadline)  # type: ignore[arg-type]
+            retries = self.policy.max_retries if isinstance(max_retries, UseClientDefault) else max_retries
+            return await self._retry(call_id, url, exc, stats, retries, deadline)
         return Fetched(call_id, 1, None, found)
 
     async def _attempt(

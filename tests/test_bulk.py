@@ -654,7 +654,7 @@ async def test_a_timeout_around_anext_loses_nothing(server: DemoServer, ordered:
 
 @pytest.mark.real_waits
 async def test_a_429_window_pauses_the_whole_client_and_halves_its_limit() -> None:
-    pause = 0.3
+    pause = 1
     cap = 8
     async with DemoServer(api_key=API_KEY, turns=2, record=True) as server:
         # Wave 1: all 8 first requests get 429. Wave 2 (limit 4): two more 429s, two 200s.
