@@ -18,6 +18,7 @@ from .errors import (
     AsyncvoxError,
     AuthenticationError,
     BadRequestError,
+    CallNotReadyError,
     CertificateError,
     ConfigurationError,
     DecodeError,
@@ -46,6 +47,7 @@ from .retry import RetryPolicy
 from .stream import CallStream
 from .sync import fetch_calls_sync, get_call_sync
 from .transport import AiohttpTransport, Response, Transport
+from .waiting import PollPolicy
 
 # A library logs, the application decides where it goes (and nothing reaches stderr by default).
 _logging.getLogger("asyncvox").addHandler(_logging.NullHandler())
@@ -63,6 +65,7 @@ __all__ = [
     "BatchStats",
     "Call",
     "CallError",
+    "CallNotReadyError",
     "CallResult",
     "CallStatus",
     "CallStream",
@@ -81,6 +84,7 @@ __all__ = [
     "Message",
     "MessageRole",
     "PermissionDeniedError",
+    "PollPolicy",
     "RateLimitError",
     "Response",
     "RetryBudget",

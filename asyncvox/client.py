@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,6 +29,7 @@ from .request import USE_CLIENT_DEFAULT, Requester, UseClientDefault, check_call
 from .retry import RetryPolicy
 from .stream import CallStream
 from .transport import AiohttpTransport, Transport
+from .waiting import PollPolicy, ReadyPredicate, Waiting, check_wait, wait_for_one
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
@@ -267,6 +268,37 @@ class Client:
         )
         return fetched.outcome()
 
+    # -- waiting for a call's analysis ---------------------------------------------
+
+    async def wait_for_call(
+        self,
+        call_id: str,
+        *,
+        # The issue's and the user's word for it; asyncio.timeout() would cancel the
+        # poll in flight instead of ending the wait with CallNotReadyError.
+        timeout: float,  # noqa: ASYNC109
+        ready: ReadyPredicate | None = None,
+        poll: PollPolicy | None = None,
+    ) -> Call:
+        """Wait until a call's analysis is done and return it.
+
+        Polls ``GET /calls/{id}`` (after about a second, then less and less often, see
+        :class:`~asyncvox.PollPolicy`) while the API answers its own 404 or the call's
+        status is ``queued`` / ``in_progress`` / ``analyzing`` (or ``ready(call)`` is
+        false). Raises :class:`~asyncvox.CallNotReadyError` when ``timeout`` seconds pass
+        first, and any other error with its usual meaning (a wrong URL, a bad key, ...).
+        """
+        check_call_id(call_id)
+        check_wait(timeout)
+        self._ready()
+        outcome = await wait_for_one(
+            self._requester.fetch, call_id, Waiting(timeout, ready, poll or PollPolicy())
+        )
+        if outcome.call is None:
+            assert outcome.error is not None
+            raise outcome.error
+        return outcome.call
+
     # -- bulk: iter_calls and fetch_calls return outcomes ---------------------------
 
     def iter_calls(
@@ -276,16 +308,39 @@ class Client:
         concurrency: int | None = None,
         ordered: bool = False,
         dedupe: bool = True,
+        wait: float | None = None,
+        ready: ReadyPredicate | None = None,
+        poll: PollPolicy | None = None,
     ) -> CallStream:
         """Stream one :class:`FetchOutcome` per distinct id; see :class:`asyncvox.CallStream`.
 
         ``concurrency`` caps this batch's workers (at most the client's ``concurrency``).
+        ``wait=SECONDS`` waits for each call's analysis (as :meth:`wait_for_call` does,
+        without a task per id): each outcome comes as soon as its call is ready, or with a
+        :class:`~asyncvox.CallNotReadyError` when its wait runs out. Completion order only.
         """
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ConfigurationError(f"iter_calls concurrency must be an int >= 1, got {concurrency!r}")
+        check_wait(wait)
+        waiting = None
+        if wait is not None:
+            if ordered:
+                raise ConfigurationError(
+                    "iter_calls(wait=...) yields each call as soon as it is ready: it cannot be "
+                    "ordered=True (fetch_calls(wait=...) returns a list in input order)"
+                )
+            waiting = Waiting(wait, ready, poll or PollPolicy())
+        elif ready is not None or poll is not None:
+            raise ConfigurationError("ready= and poll= only apply with wait=SECONDS")
         workers = min(concurrency or self.concurrency, self.concurrency)
         return CallStream(
-            self._requester, ids, workers=workers, ordered=ordered, dedupe=dedupe, before_start=self._ready
+            self._requester,
+            ids,
+            workers=workers,
+            ordered=ordered,
+            dedupe=dedupe,
+            waiting=waiting,
+            before_start=self._ready,
         )
 
     async def fetch_calls(
@@ -294,11 +349,32 @@ class Client:
         *,
         concurrency: int | None = None,
         dedupe: bool = True,
+        wait: float | None = None,
+        ready: ReadyPredicate | None = None,
+        poll: PollPolicy | None = None,
     ) -> list[FetchOutcome]:
-        """Fetch many calls; one outcome per distinct id, in input order."""
-        stream = self.iter_calls(ids, concurrency=concurrency, ordered=True, dedupe=dedupe)
+        """Fetch many calls; one outcome per distinct id, in input order.
+
+        With ``wait=SECONDS``, each call is waited for as in :meth:`iter_calls`.
+        """
+        if wait is None:
+            stream = self.iter_calls(ids, concurrency=concurrency, ordered=True, dedupe=dedupe)
+            async with stream:
+                return [outcome async for outcome in stream]
+        order: dict[str, int] = {}
+        stream = self.iter_calls(
+            _noting_order(ids, order),
+            concurrency=concurrency,
+            dedupe=dedupe,
+            wait=wait,
+            ready=ready,
+            poll=poll,
+        )
         async with stream:
-            return [outcome async for outcome in stream]
+            outcomes = [outcome async for outcome in stream]
+        # Without dedupe an id may come back more than once: a stable sort keeps them all.
+        outcomes.sort(key=lambda o: order.get(o.call_id, len(order)))
+        return outcomes
 
     async def get_calls(
         self,
@@ -314,3 +390,31 @@ class Client:
             stacklevel=2,
         )
         return await self.fetch_calls(ids, concurrency=concurrency, dedupe=dedupe)
+
+
+def _noting_order(ids: _Ids, order: dict[str, int]) -> _Ids:
+    """``ids`` as given, noting the position of each one's first appearance in ``order``
+    (non-str items under their ``repr``, as their outcomes name them)."""
+
+    def note(item: object) -> None:
+        key = item if isinstance(item, str) else repr(item)
+        if key not in order:
+            order[key] = len(order)
+
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable | AsyncIterable):
+        return ids  # not an iterable of ids: CallStream says so
+    if isinstance(ids, AsyncIterable):
+
+        async def tap_async() -> AsyncIterator[Any]:
+            async for item in ids:
+                note(item)
+                yield item
+
+        return tap_async()
+
+    def tap() -> Iterator[Any]:
+        for item in ids:
+            note(item)
+            yield item
+
+    return tap()

@@ -20,6 +20,7 @@ __all__ = [
     "AsyncvoxError",
     "AuthenticationError",
     "BadRequestError",
+    "CallNotReadyError",
     "CertificateError",
     "ConfigurationError",
     "DecodeError",
@@ -161,6 +162,45 @@ class ServerError(APIStatusError):
     A 503's ``retry_after`` replaces the computed backoff when it is within the retry
     policy's ``max_retry_after``.
     """
+
+
+class CallNotReadyError(AsyncvoxError):
+    """A call's wait (``wait_for_call``, ``iter_calls(wait=...)``) ran out before it was ready.
+
+    Attributes:
+        call_id: the call waited for.
+        last_status: the status of the last answer that found the call (``queued``,
+            ``in_progress``, ``analyzing``, ...), or ``None`` if it was never found.
+        found: whether the call was ever found (the API answered 404 on every poll if not).
+        waited: seconds waited.
+        polls: requests made for it while waiting.
+    """
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        last_status: str | None,
+        found: bool,
+        waited: float,
+        polls: int,
+    ) -> None:
+        self.call_id = call_id
+        self.last_status = last_status
+        self.found = found
+        self.waited = waited
+        self.polls = polls
+        state = f"still {last_status!r}" if found else "never found (the API answered 404)"
+        super().__init__(f"call_id={call_id!r} not ready after {waited:.1f} s and {polls} polls: {state}")
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_not_ready, (type(self), self.__dict__))
+
+
+def _rebuild_not_ready(cls: type[CallNotReadyError], state: dict[str, Any]) -> CallNotReadyError:
+    err = cls(**{k: state[k] for k in ("call_id", "last_status", "found", "waited", "polls")})
+    err.__dict__.update(state)
+    return err
 
 
 class DecodeError(AsyncvoxError):

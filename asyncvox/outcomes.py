@@ -76,6 +76,7 @@ class BatchStats:
         retries: requests that were retries; ``retries_by_cause`` splits them by cause.
         statuses: responses received, by HTTP status.
         bytes_received: body bytes received.
+        pending: ids still waiting to be ready (``iter_calls(wait=...)``; else 0).
     """
 
     __slots__ = (
@@ -86,6 +87,7 @@ class BatchStats:
         "failed",
         "found",
         "missing",
+        "pending",
         "requests",
         "retries",
         "retries_by_cause",
@@ -107,6 +109,7 @@ class BatchStats:
         self.retries_by_cause: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.bytes_received = 0
+        self.pending = 0
         self.started = time.monotonic()
         self.stopped: float | None = None
         self._governor = governor
@@ -147,6 +150,7 @@ class BatchStats:
             "missing": self.missing,
             "failed": self.failed,
             "duplicates": self.duplicates,
+            "pending": self.pending,
             "requests": self.requests,
             "retries": self.retries,
             "retries_by_cause": dict(self.retries_by_cause),

@@ -16,6 +16,7 @@ beyond the transport's answer and these two small records.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote, urlsplit
 
@@ -30,6 +31,7 @@ from .errors import (
     InvalidCallIdError,
     RateLimitError,
     is_api_not_found,
+    parse_retry_after,
     status_error,
 )
 from .limits import Governor
@@ -100,12 +102,15 @@ class Fetched(msgspec.Struct):
         attempts: requests sent for it (0: never sent).
         error: why it failed, or ``None``.
         found: where the call is in the body; ``None`` when not found or failed.
+        poll_after: for the API's own 404, the seconds the server asked to wait before
+            asking again (``Retry-After`` or ``X-Poll-Interval``), if it said.
     """
 
     call_id: str
     attempts: int
     error: AsyncvoxError | None = None
     found: CallSlice | None = None
+    poll_after: float | None = None
 
     def outcome(self) -> FetchOutcome:
         """Decode the call (if any) into this id's :class:`FetchOutcome`."""
@@ -126,6 +131,21 @@ def _retry_cause(exc: BaseException) -> str:
     if isinstance(exc, APITimeoutError):
         return "timeout"
     return "connection"
+
+
+class NotYet(msgspec.Struct, gc=False):
+    """The API's own 404 that came with a hint of when to ask again."""
+
+    poll_after: float
+
+
+def _poll_hint(headers: Mapping[str, str] | None) -> NotYet | None:
+    if not headers:
+        return None
+    seconds = parse_retry_after(headers.get("Retry-After"))
+    if seconds is None:
+        seconds = parse_retry_after(headers.get("X-Poll-Interval"))
+    return NotYet(seconds) if seconds is not None else None
 
 
 class Requester:
@@ -182,12 +202,15 @@ class Requester:
         except AsyncvoxError as exc:
             retries = self.policy.max_retries if isinstance(max_retries, UseClientDefault) else max_retries
             return await self._retry(call_id, url, exc, stats, retries, deadline)
+        if isinstance(found, NotYet):
+            return Fetched(call_id, 1, None, None, found.poll_after)
         return Fetched(call_id, 1, None, found)
 
     async def _attempt(
         self, call_id: str, url: str, stats: BatchStats | None, deadline: float | None
-    ) -> CallSlice | None:
-        """Send one request: the call's slice, ``None`` for the API's not found, or raise."""
+    ) -> CallSlice | NotYet | None:
+        """Send one request: the call's slice, ``None`` (or :class:`NotYet`, when the server
+        said when to ask again) for the API's not found, or raise."""
         gov = self.governor
         if not gov.try_acquire():
             await gov.acquire(call_id, deadline)
@@ -218,9 +241,9 @@ class Requester:
             if gov.limit < gov.cap:
                 gov.on_success()
             return found
-        if status == 404 and is_api_not_found(body):
-            return None
         headers = resp.headers
+        if status == 404 and is_api_not_found(body):
+            return _poll_hint(headers)
         error = status_error(
             status,
             body,
@@ -255,7 +278,7 @@ class Requester:
         )
         attempts = 0
         last: AsyncvoxError = first
-        found: CallSlice | None = None
+        found: CallSlice | NotYet | None = None
         try:
             async for attempt in retrying:
                 with attempt:
@@ -277,6 +300,8 @@ class Requester:
                         raise
         except AsyncvoxError as exc:
             return Fetched(call_id, attempts, exc)
+        if isinstance(found, NotYet):
+            return Fetched(call_id, attempts, None, None, found.poll_after)
         return Fetched(call_id, attempts, None, found)
 
     def _allow_retry(self, exc: BaseException) -> bool:

@@ -36,6 +36,7 @@ from .errors import (
 )
 from .outcomes import BatchStats, FetchOutcome
 from .request import Fetched, Requester, call_id_problem
+from .waiting import PollSchedule, Waiting
 
 __all__ = ["FATAL_ERRORS", "CallStream"]
 
@@ -55,8 +56,9 @@ _ABORTED = _Signal.ABORTED
 
 #: What the ordered window's futures resolve to.
 _Slot = asyncio.Future[Fetched | _Signal]
-#: What travels over the queue: a result (unordered), a slot (ordered), or a signal.
-_Item = Fetched | _Slot | _Signal
+#: What travels over the queue: a result (unordered; already decoded when a wait's
+#: ``ready`` predicate needed the call), a slot (ordered), or a signal.
+_Item = Fetched | FetchOutcome | _Slot | _Signal
 
 
 def _bad_id(item: object, problem: str) -> Fetched:
@@ -67,9 +69,18 @@ def _bad_id(item: object, problem: str) -> Fetched:
 class _Batch:
     """The engine of one batch: input, workers, output queue, stats and abort state."""
 
-    def __init__(self, requester: Requester, ids: Any, workers: int, ordered: bool, dedupe: bool) -> None:
+    def __init__(
+        self,
+        requester: Requester,
+        ids: Any,
+        workers: int,
+        ordered: bool,
+        dedupe: bool,
+        waiting: Waiting | None = None,
+    ) -> None:
         self.requester = requester
         self.ordered = ordered
+        self.waiting = waiting
         self.seen: set[str] | None = set() if dedupe else None
         self.sync_ids: Iterator[Any] | None = None
         self.async_ids: AsyncIterator[Any] | None = None
@@ -81,6 +92,7 @@ class _Batch:
             raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
         total = len(ids) if hasattr(ids, "__len__") else None
         self.stats = BatchStats(total=total, governor=requester.governor)
+        self.schedule = PollSchedule(self.stats)
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
         self.pull_lock = asyncio.Lock()
         self.exhausted = False
@@ -134,7 +146,9 @@ class _Batch:
 
     async def _work(self) -> None:
         try:
-            if self.ordered:
+            if self.waiting is not None:
+                await self._work_waiting(self.waiting)
+            elif self.ordered:
                 await self._work_ordered()
             else:
                 await self._work_unordered()
@@ -221,6 +235,48 @@ class _Batch:
                     raise
             slot.set_result(fetched)
 
+    async def _work_waiting(self, waiting: Waiting) -> None:
+        """Unordered, with polls: due polls first, then new ids, else wait for either."""
+        fetch = self.requester.fetch
+        stats = self.stats
+        schedule = self.schedule
+        while True:
+            now = time.monotonic()
+            pending = schedule.pop_due(now)
+            if pending is None:
+                if self.exhausted or self.pull_lock.locked():
+                    if self.exhausted and not schedule and not schedule.active:
+                        schedule.notify()  # let the other idle workers see the end too
+                        return
+                    await schedule.wait(now)
+                    continue
+                async with self.pull_lock:
+                    item = await self._pull()
+                schedule.notify()  # the input is free again (or exhausted)
+                if item is _DONE:
+                    continue
+                admitted = self._admit(item)
+                if admitted is None:
+                    continue
+                if not isinstance(admitted, str):
+                    await self.queue.put(admitted)
+                    continue
+                pending = waiting.start(admitted, now)
+            schedule.active += 1
+            try:
+                fetched = await fetch(pending.call_id, stats)
+            finally:
+                schedule.active -= 1
+            if fetched.error is not None or not self.api_answered:
+                self._check_fatal(fetched)
+            result = waiting.judge(pending, fetched, time.monotonic())
+            if result is None:
+                schedule.push(pending)
+                continue
+            schedule.notify()
+            await self.queue.put(result)
+            del fetched, result
+
     def abort(self, exc: BaseException) -> None:
         """Stop every worker and make the consumer raise ``exc`` next."""
         if self.fatal is None:
@@ -280,8 +336,11 @@ class _Batch:
             if self.fatal is not None:
                 raise self.fatal
             raise StopAsyncIteration
-        assert isinstance(item, Fetched)
-        outcome = item.outcome()
+        if isinstance(item, Fetched):
+            outcome = item.outcome()
+        else:
+            assert isinstance(item, FetchOutcome)
+            outcome = item
         self.stats.record(outcome)
         return outcome
 
@@ -345,10 +404,11 @@ class CallStream:
         workers: int,
         ordered: bool = False,
         dedupe: bool = True,
+        waiting: Waiting | None = None,
         before_start: Callable[[], object] = lambda: None,
     ) -> None:
         self._before_start = before_start
-        self._batch = _Batch(requester, ids, workers, ordered, dedupe)
+        self._batch = _Batch(requester, ids, workers, ordered, dedupe, waiting)
         self._started = False
 
     @property
