@@ -140,6 +140,7 @@ class AnalysisSimulator:
     from that range (decided by the seed and the id, so the same in every run); a share
     ``visible_early`` of ids is visible from a quarter of that time on, moving through
     ``queued``, ``in_progress`` and ``analyzing``, the others are not found until done.
+    It keeps one time per id asked for (when its clock started).
     """
 
     def __init__(
