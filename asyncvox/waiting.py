@@ -47,7 +47,8 @@ class PollPolicy:
     The n-th wait is ``first * factor ** (n - 1)``, capped at ``cap``, each scaled by a
     random factor in ``[1 - jitter, 1 + jitter]`` so that ids uploaded together spread
     out. A server that says when to ask again (``Retry-After`` or ``X-Poll-Interval`` on
-    its 404) is obeyed instead, up to ``cap``. The testing switch does not shorten polls:
+    its 404) is obeyed instead (a last poll still happens when the wait ends). The
+    testing switch does not shorten polls:
     how long to wait is the caller's choice (pass a small policy in tests).
     """
 
@@ -69,7 +70,7 @@ class PollPolicy:
     def delay(self, polls: int, hint: float | None = None) -> float:
         """Seconds before poll number ``polls + 1``, given ``polls`` made so far."""
         if hint is not None:
-            return min(self.cap, hint)
+            return hint  # the server knows best; the wait's own end still bounds it
         base = min(self.cap, self.first * self.factor ** max(0, polls - 1))
         return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
