@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 import asyncvox
-
-from ._export import ExportExistsError
 
 T = TypeVar("T")
 
@@ -22,8 +20,13 @@ CONFIG_ERRORS = (
     asyncvox.AuthenticationError,
     asyncvox.PermissionDeniedError,
     asyncvox.EndpointNotFoundError,
-    ExportExistsError,
 )
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with exit 2 and one line on stderr: ``asyncvox: error: <message>``."""
+    click.echo(f"asyncvox: error: {message}", err=True)
+    raise SystemExit(EXIT_USAGE)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -38,8 +41,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         click.echo("asyncvox: interrupted", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except CONFIG_ERRORS as exc:
-        click.echo(f"asyncvox: error: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
+        fail(str(exc))
 
 
 def make_client(api_key: str | None, base_url: str | None, **kwargs: Any) -> asyncvox.Client:
@@ -47,8 +49,7 @@ def make_client(api_key: str | None, base_url: str | None, **kwargs: Any) -> asy
     try:
         return asyncvox.Client(api_key, base_url, **kwargs)
     except asyncvox.ConfigurationError as exc:
-        click.echo(f"asyncvox: error: {exc}", err=True)
-        raise SystemExit(EXIT_USAGE) from None
+        fail(str(exc))
 
 
 #: ``--api-key`` (``ASYNCVOX_API_KEY``), for commands that talk to the API.

@@ -12,8 +12,8 @@ import msgspec
 
 import asyncvox
 
-from ._common import EXIT_FAILED, EXIT_OK, run
-from ._export import Export
+from ._common import EXIT_FAILED, EXIT_OK, fail, run
+from ._export import Export, ExportError
 from ._job import export_ids
 from ._progress import summary_lines
 
@@ -45,7 +45,10 @@ def demo(calls: int, out: Path, concurrency: int, quiet: bool, json_summary: boo
     )
     server = DemoServer(api_key="demo-key", profile=profile, body_pool=256, seed=7)
     export = Export(out)
-    export.open(resume=False, overwrite=True)
+    try:
+        export.open(resume=False, overwrite=True)
+    except ExportError as exc:
+        fail(str(exc))
     collected: list[asyncvox.Call] = []
     failures: Counter[str] = Counter()
 
@@ -64,9 +67,12 @@ def demo(calls: int, out: Path, concurrency: int, quiet: bool, json_summary: boo
             )
 
     try:
-        stats = run(job())
-    finally:
-        export.close()
+        try:
+            stats = run(job())
+        finally:
+            export.close()
+    except ExportError as exc:
+        fail(str(exc))
     if json_summary:
         click.echo(msgspec.json.encode(stats.summary()).decode())
     if quiet:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -26,6 +27,12 @@ from ._common import (
 @base_url_option
 def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) -> None:
     """Show one call: status, figures, evaluations and the transcript (or its JSON)."""
+    try:
+        call_id.encode("utf-8")
+    except UnicodeEncodeError:
+        # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), which
+        # no URL can carry; the library raises UnicodeEncodeError for them today.
+        raise click.BadParameter(f"not UTF-8 text: {os.fsencode(call_id)!r}", param_hint="CALL_ID") from None
     client = make_client(api_key, base_url)
 
     async def one() -> asyncvox.FetchOutcome:

@@ -45,7 +45,7 @@ def progress(enabled: bool, total: int | None) -> Iterator[Callable[[asyncvox.Ba
         yield update
 
 
-def summary_lines(stats: asyncvox.BatchStats, export: Export) -> list[str]:
+def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int = 0) -> list[str]:
     """The run's figures and where its files went, one line each."""
     s = stats.summary()
     causes = ", ".join(f"{k}: {v}" for k, v in sorted(s["retries_by_cause"].items())) or "none"
@@ -53,6 +53,7 @@ def summary_lines(stats: asyncvox.BatchStats, export: Export) -> list[str]:
         f"found {s['found']}, not found {s['missing']}, failed {s['failed']} "
         f"({s['done']} ids in {s['elapsed_s']:.1f} s, {s['calls_per_s'] or 0:.0f} calls/s)",
         f"requests {s['requests']}, retries {s['retries']} ({causes})",
+        *([f"ids lines too long to be an id: {rejected} (in the failures file)"] if rejected else []),
         f"calls -> {export.out}",
     ]
     if export.missing:
