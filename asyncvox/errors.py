@@ -248,13 +248,16 @@ def _api_error_text(body: bytes) -> tuple[bool, str | None]:
     """Return (is the API's own error envelope, its ``error`` text)."""
     try:
         parsed = _error_body_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # too deep to read is not the API's envelope
         return False, None
     is_api = parsed.success is False
     error = parsed.error
-    if error is None:
+    if error is None or isinstance(error, str):
+        return is_api, error
+    try:
+        return is_api, msgspec.json.encode(error).decode()
+    except RecursionError:
         return is_api, None
-    return is_api, error if isinstance(error, str) else msgspec.json.encode(error).decode()
 
 
 def body_excerpt(body: bytes) -> str:
