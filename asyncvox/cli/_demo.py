@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import msgspec
 import asyncvox
 
 from ._common import EXIT_FAILED, EXIT_OK, fail, run
+from ._data_summary import summarize_calls
 from ._export import Export, ExportError
 from ._job import export_ids
 from ._progress import summary_lines
@@ -84,38 +84,10 @@ def demo(calls: int, out: Path, concurrency: int, quiet: bool, json_summary: boo
     )
     for line in summary_lines(stats, export):
         echo("  " + line)
-    for line in data_summary(collected, failures):
+    for line in summarize_calls(collected, failures=failures):
         echo("  " + line)
     echo(
         "next: `asyncvox serve-demo` keeps this server running for your own code; "
         "`asyncvox fetch --help` fetches from the real API"
     )
     raise SystemExit(EXIT_FAILED if stats.failed else EXIT_OK)
-
-
-def _pcts(values: list[float]) -> str:
-    if len(values) < 2:
-        return "-"
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return f"{q[49]:.2f} / {q[89]:.2f} / {q[94]:.2f} s"
-
-
-def data_summary(calls: list[asyncvox.Call], failures: Counter[str]) -> list[str]:
-    """What the fetched calls say: latency, evaluations, drift, failure reasons."""
-    p50 = [c.latency_p50 for c in calls if c.latency_p50 is not None]
-    evals = [e.success for c in calls for e in c.evaluation_results or [] if e.success is not None]
-    reasons = Counter(c.failure_reason for c in calls if c.failure_reason)
-    lines = [
-        "what the data says:",
-        f"  per-call latency p50, across calls (p50/p90/p95): {_pcts([float(v) for v in p50])}",
-        f"  evaluations passed: {sum(evals)}/{len(evals)}"
-        + (f" ({100 * sum(evals) / len(evals):.1f}%)" if evals else ""),
-    ]
-    drift = sum(1 for c in calls if c.status not in {s.value for s in asyncvox.CallStatus})
-    if drift:
-        lines.append(f"  calls with an undocumented status (kept as sent): {drift}")
-    for reason, count in reasons.most_common(3):
-        lines.append(f"  failure reason: {reason!r} x{count}")
-    for name, count in failures.most_common(3):
-        lines.append(f"  fetch failed: {name} x{count}")
-    return lines

@@ -6,6 +6,9 @@ Files, for ``--out calls.jsonl``:
 * ``calls.jsonl.missing`` -- ids the API reported not found, one per line;
 * ``calls.jsonl.failed.jsonl`` -- ids that failed in the latest run, with error type,
   status and message (they are retried by ``--resume``);
+* ``calls.jsonl.not-ready.jsonl`` -- with ``--wait``: ids whose call was not ready when
+  their wait ran out, with the last status seen (``null``: never found); like failures,
+  not journalled, so ``--resume`` waits for them again. Written only when there is one;
 * ``calls.jsonl.done`` -- the journal (see ``_journal``): one line per finished id,
   written *after* that id's line, holding the lengths of the two data files at that point
   and a CRC of the id's line.
@@ -31,6 +34,7 @@ from typing import Protocol
 
 import msgspec
 
+from ..errors import CallNotReadyError
 from ..outcomes import FetchOutcome
 from ._files import Appender, OutputError, file_size, os_errors
 from ._journal import (
@@ -73,6 +77,14 @@ class _FailedLine(msgspec.Struct):
     attempts: int
 
 
+class _NotReadyLine(msgspec.Struct):
+    id: str
+    last_status: str | None
+    found: bool
+    waited_s: float
+    polls: int
+
+
 _encode_failed = msgspec.json.Encoder().encode
 
 
@@ -84,6 +96,7 @@ class Export:
         self.missing_path = out.with_name(out.name + ".missing")
         self.failed_path = out.with_name(out.name + ".failed.jsonl")
         self.done_path = out.with_name(out.name + ".done")
+        self.not_ready_path = out.with_name(out.name + ".not-ready.jsonl")
         #: Ids finished by earlier runs (filled by ``open(resume=True)``).
         self.done_before: set[str] = set()
         #: False when a resume could not check up front that the ids are the journal's
@@ -92,15 +105,17 @@ class Export:
         self.written = 0
         self.missing = 0
         self.failed = 0
+        self.not_ready = 0
         self._files: list[Appender] = []
+        self._not_ready: Appender | None = None
         self._out: Appender
         self._missing: Appender
         self._failed: Appender
         self._done: Appender
 
     @property
-    def _paths(self) -> tuple[Path, Path, Path, Path]:
-        return (self.out, self.missing_path, self.failed_path, self.done_path)
+    def _paths(self) -> tuple[Path, Path, Path, Path, Path]:
+        return (self.out, self.missing_path, self.failed_path, self.done_path, self.not_ready_path)
 
     def open(self, *, resume: bool, overwrite: bool, ids: IdsInput | None = None) -> None:
         """Open the files; on ``resume`` check the journal and cut the files back to it.
@@ -139,6 +154,9 @@ class Export:
             self._missing = self._add(self.missing_path)
             self._failed = self._add(self.failed_path, truncate=True)  # failures of this run only
             self._done = self._add(self.done_path)
+            if file_size(self.not_ready_path) is not None:  # an earlier run's: retried now
+                with os_errors(self.not_ready_path, "remove"):
+                    self.not_ready_path.unlink()
             if journal is None:
                 self._done.append(header_line(ids.fingerprint() if ids is not None else None))
         except BaseException:
@@ -221,6 +239,24 @@ class Export:
         Raises :class:`OutputError` if a file cannot be written; what was journalled
         before stays valid, so a later ``--resume`` continues from there.
         """
+        if isinstance(outcome.error, CallNotReadyError):
+            late = outcome.error
+            if self._not_ready is None:
+                self._not_ready = self._add(self.not_ready_path, truncate=True)
+            self._not_ready.append(
+                _encode_failed(
+                    _NotReadyLine(
+                        id=outcome.call_id,
+                        last_status=late.last_status,
+                        found=late.found,
+                        waited_s=round(late.waited, 3),
+                        polls=late.polls,
+                    )
+                )
+                + b"\n"
+            )
+            self.not_ready += 1
+            return
         if outcome.error is not None:
             err = outcome.error
             self.reject(

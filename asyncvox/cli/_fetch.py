@@ -41,6 +41,14 @@ from ._progress import summary_lines
     show_default=True,
     help="Seconds per attempt.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Wait up to SECONDS per id for its analysis to finish; each call is written as it "
+    "becomes ready, the rest go to --out's .not-ready.jsonl sidecar.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary on stderr.")
 @click.option("--json-summary", is_flag=True, help="Print the run's figures as JSON on stdout.")
 @api_key_option
@@ -54,6 +62,7 @@ def fetch(
     rate_limit: float | None,
     max_retries: int,
     timeout: float,
+    wait: float | None,
     quiet: bool,
     json_summary: bool,
     api_key: str | None,
@@ -61,10 +70,10 @@ def fetch(
 ) -> None:
     """Fetch the calls whose ids are in IDS_FILE (one per line; - for stdin) into --out.
 
-    Exit status: 0 every id fetched or reported not found, 1 some ids failed (or a line
-    was too long to be an id), 2 usage, configuration or file error (missing or rejected
-    key, wrong base URL, an output that cannot be written, a journal that does not match
-    its files), 130 interrupted.
+    Exit status: 0 every id fetched or reported not found, 1 some ids failed or were not
+    ready in time (or a line was too long to be an id), 2 usage, configuration or file
+    error (missing or rejected key, wrong base URL, an output that cannot be written, a
+    journal that does not match its files), 130 interrupted.
     """
     client = make_client(
         api_key,
@@ -102,7 +111,9 @@ def fetch(
             total = source.count_lines()
             with click.open_file(ids_file, "rb") as fh:
                 ids = read_ids(fh, source.name, skip=export.done_before, on_rejected=reject, unseen=unseen)
-                stats = run(export_ids(client, ids, export, show_progress=not quiet, total=total))
+                stats = run(
+                    export_ids(client, ids, export, show_progress=not quiet, total=total, wait=wait)
+                )
         finally:
             export.close()
     except ExportError as exc:
@@ -113,7 +124,8 @@ def fetch(
         for line in summary_lines(stats, export, rejected=rejected):
             click.echo(line, err=True)
     if json_summary:
-        click.echo(msgspec.json.encode({**stats.summary(), "rejected": rejected}).decode())
+        summary = {**stats.summary(), "rejected": rejected, "not_ready": export.not_ready}
+        click.echo(msgspec.json.encode(summary).decode())
     if unseen:
         fail(
             f"{len(unseen)} ids {export.done_path} records as done are not in {source.name}: the "

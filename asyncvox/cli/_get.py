@@ -18,15 +18,28 @@ from ._common import (
     make_client,
     run,
 )
+from ._data_summary import describe_call
 
 
 @click.command()
 @click.argument("call_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the call's JSON as the server sent it.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the call's analysis to finish (polling while it is not found "
+    "or still queued / in progress / analyzing).",
+)
 @api_key_option
 @base_url_option
-def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) -> None:
-    """Show one call: status, figures, evaluations and the transcript (or its JSON)."""
+def get(call_id: str, as_json: bool, wait: float | None, api_key: str | None, base_url: str | None) -> None:
+    """Show one call: status, figures, evaluations and the transcript (or its JSON).
+
+    Exit status: 0 found, 1 not found, failed or (with --wait) not ready in time,
+    2 usage or configuration error.
+    """
     try:
         call_id.encode("utf-8")
     except UnicodeEncodeError:
@@ -37,7 +50,10 @@ def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) 
 
     async def one() -> asyncvox.FetchOutcome:
         async with client:
-            return await client.fetch(call_id)
+            if wait is None:
+                return await client.fetch(call_id)
+            outcomes = await client.fetch_calls([call_id], wait=wait)
+            return outcomes[0]
 
     try:
         outcome = run(one())
@@ -53,38 +69,4 @@ def get(call_id: str, as_json: bool, api_key: str | None, base_url: str | None) 
         assert outcome.raw is not None
         sys.stdout.buffer.write(outcome.raw + b"\n")
         return
-    click.echo(describe(outcome.call, outcome.dashboard_url))
-
-
-def _fmt(value: object, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}{unit}"
-    return f"{value}{unit}"
-
-
-def describe(call: asyncvox.Call, url: str | None) -> str:
-    """A call as a few lines of text: figures, evaluations, transcript."""
-    lines = [
-        f"call {call.customer_call_id or call.id}  ({call.id})",
-        f"  status {_fmt(call.status)}   result {_fmt(call.result)}   duration {_fmt(call.duration, ' s')}",
-        f"  latency p50/p90/p95  {_fmt(call.latency_p50)} / {_fmt(call.latency_p90)} / "
-        f"{_fmt(call.latency_p95)} s   time to first word {_fmt(call.time_to_first_word, ' s')}",
-        f"  interruptions {_fmt(call.num_interruptions)}   errors {len(call.errors or [])}",
-    ]
-    if call.failure_reason:
-        lines.append(f"  failure reason: {call.failure_reason}")
-    if url:
-        lines.append(f"  dashboard: {url}")
-    if call.evaluation_results:
-        lines.append("evaluations")
-        for ev in call.evaluation_results:
-            mark = "pass" if ev.success else "FAIL"
-            lines.append(f"  [{mark}] {ev.evaluation_id}: {ev.details or ev.result or ''}")
-    if call.messages:
-        lines.append("transcript")
-        for msg in call.messages:
-            at = f"{msg.seconds_from_start:7.1f}s" if msg.seconds_from_start is not None else "       -"
-            lines.append(f"  {at}  {msg.role or '?':>9}: {msg.message or ''}")
-    return "\n".join(lines)
+    click.echo(describe_call(outcome.call, outcome.dashboard_url))

@@ -18,17 +18,23 @@ async def export_ids(
     show_progress: bool,
     total: int | None,
     on_outcome: Callable[[asyncvox.FetchOutcome], None] | None = None,
+    wait: float | None = None,
 ) -> asyncvox.BatchStats:
-    """Fetch every id into ``export`` (closing ``client`` after) and return the run's figures."""
+    """Fetch every id into ``export`` (closing ``client`` after) and return the run's figures.
+
+    With ``wait``, each call is written as soon as its analysis is done (see
+    ``Client.iter_calls(wait=...)``); the ones not ready in time go to the not-ready sidecar.
+    """
     async with client:
-        stream = client.iter_calls(ids)
+        stream = client.iter_calls(ids, wait=wait)
         with progress(show_progress, total) as update:
             async with stream:
                 async for outcome in stream:
                     export.write(outcome)
                     if on_outcome is not None:
                         on_outcome(outcome)
-                    if stream.stats.done % 64 == 0:
+                    # A waiting batch is slow and its pending count moves: show every call.
+                    if wait is not None or stream.stats.done % 64 == 0:
                         update(stream.stats)
                 update(stream.stats)
         return stream.stats

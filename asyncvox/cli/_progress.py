@@ -37,7 +37,8 @@ def progress(enabled: bool, total: int | None) -> Iterator[Callable[[asyncvox.Ba
             completed=stats.done,
             detail=(
                 f"found {stats.found} missing {stats.missing} failed {stats.failed} "
-                f"retries {stats.retries} in-flight {stats.in_flight}/{stats.limit}"
+                + (f"pending {stats.pending} " if stats.pending else "")
+                + f"retries {stats.retries} in-flight {stats.in_flight}/{stats.limit}"
             ),
         )
 
@@ -60,4 +61,9 @@ def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int =
         lines.append(f"not found ids -> {export.missing_path}")
     if export.failed:
         lines.append(f"failures -> {export.failed_path} (re-run with --resume to retry them)")
+    if export.not_ready:
+        lines.append(
+            f"not ready when their wait ran out: {export.not_ready} -> {export.not_ready_path} "
+            "(re-run with --resume to wait for them again)"
+        )
     return lines
