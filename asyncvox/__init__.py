@@ -8,8 +8,7 @@
 
 import logging as _logging
 
-from ._bulk import CallStream
-from ._governor import Governor, RetryBudget
+from ._testmode import is_testing, set_testing
 from ._version import __version__
 from .client import DEFAULT_BASE_URL, Client
 from .errors import (
@@ -19,6 +18,8 @@ from .errors import (
     AsyncvoxError,
     AuthenticationError,
     BadRequestError,
+    CallNotReadyError,
+    CertificateError,
     ConfigurationError,
     DecodeError,
     EndpointNotFoundError,
@@ -27,44 +28,61 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .limits import Governor, RetryBudget
 from .models import (
     Call,
     CallError,
     CallResult,
     CallStatus,
+    ContentType,
+    Evaluation,
     EvaluationResult,
+    EvaluationTemplate,
     EvaluationType,
     Interruption,
     LatencyBlock,
     Message,
     MessageRole,
+    Scenario,
+    TestAgent,
 )
 from .outcomes import BatchStats, FetchOutcome
+from .request import USE_CLIENT_DEFAULT
 from .retry import RetryPolicy
+from .stream import CallStream
 from .sync import fetch_calls_sync, get_call_sync
+from .transport import AiohttpTransport, Response, Transport
+from .waiting import PollPolicy
 
 # A library logs, the application decides where it goes (and nothing reaches stderr by default).
 _logging.getLogger("asyncvox").addHandler(_logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "USE_CLIENT_DEFAULT",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AsyncvoxError",
     "AuthenticationError",
     "BadRequestError",
     "BatchStats",
     "Call",
     "CallError",
+    "CallNotReadyError",
     "CallResult",
     "CallStatus",
     "CallStream",
+    "CertificateError",
     "Client",
     "ConfigurationError",
+    "ContentType",
     "DecodeError",
     "EndpointNotFoundError",
+    "Evaluation",
     "EvaluationResult",
+    "EvaluationTemplate",
     "EvaluationType",
     "FetchOutcome",
     "Governor",
@@ -74,11 +92,18 @@ __all__ = [
     "Message",
     "MessageRole",
     "PermissionDeniedError",
+    "PollPolicy",
     "RateLimitError",
+    "Response",
     "RetryBudget",
     "RetryPolicy",
+    "Scenario",
     "ServerError",
+    "TestAgent",
+    "Transport",
     "__version__",
     "fetch_calls_sync",
     "get_call_sync",
+    "is_testing",
+    "set_testing",
 ]

@@ -5,23 +5,24 @@ The fast path decodes the envelope with the call kept as :class:`msgspec.Raw` (s
 server's own bytes for the call survive untouched), then decodes those bytes into a
 :class:`~asyncvox.models.Call`. The models already accept the drift we know of (unknown
 enum values, extra fields, ``null`` anywhere, ``3.0`` for ``3``), so real traffic stays
-on the fast path. Anything else that is well-formed JSON goes through :func:`_repair`,
-which fixes or drops just the offending value; the raw bytes keep the original.
+on the fast path. Anything else that is well-formed JSON goes to :mod:`._repair`, which
+fixes or drops just the offending values in one linear pass; the raw bytes keep the
+original. Whatever goes wrong, only :class:`DecodeError` leaves this module.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
+from ._jsonscan import split
+from ._repair import decode_leniently, has_lone_surrogate, is_utf8, without_lone_surrogates
 from .errors import DecodeError
 from .models import Call
 
-logger = logging.getLogger("asyncvox")
+#: The call object's bytes inside a body (a zero-copy view or ``msgspec.Raw``).
+CallBytes = memoryview | msgspec.Raw
 
 
 class _RawEnvelope(msgspec.Struct, gc=False):
@@ -33,6 +34,15 @@ class _RawEnvelope(msgspec.Struct, gc=False):
     url: Any = None
 
 
+class _Envelope(NamedTuple):
+    """The parts of an envelope that :func:`split_body` needs, however it was split."""
+
+    success: Any
+    #: The call's exact bytes; empty when the key is absent.
+    call: CallBytes
+    url: Any
+
+
 _raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
 _call_decoder = msgspec.json.Decoder(Call)
 _any_decoder = msgspec.json.Decoder()
@@ -42,30 +52,45 @@ _CANONICAL_HEAD = b'{"success":true,"call":'
 _CANONICAL_URL = b',"url":"'
 _HEAD_LEN = len(_CANONICAL_HEAD)
 _URL_LEN = len(_CANONICAL_URL)
-
-#: A well-formed call needs few repairs; this bounds the work on a pathological one (each
-#: repair is one more pass over the call), scaled so that drift in every element of a
-#: long list (one bad field per message, say) still decodes.
-_MAX_REPAIRS = 256
-_BYTES_PER_REPAIR = 16
-_PATH_RE = re.compile(r" - at `\$(.*)`$")
-_STEP_RE = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-
-#: The call object's bytes inside a body (a zero-copy view or ``msgspec.Raw``).
-CallBytes = memoryview | msgspec.Raw
+_OPEN, _CLOSE = ord("{"), ord("}")
 
 
-def split_body(body: bytes, call_id: str | None) -> tuple[CallBytes | None, str | None]:
-    """Find the call inside a 200 body, without decoding it: (its bytes or ``None``, url).
+class CallSlice(msgspec.Struct, gc=False):
+    """Where the call is inside a 200 body, found without decoding it.
+
+    Attributes:
+        body: the whole response body (kept so that a failure can keep every byte).
+        call: the call object's bytes inside ``body``; :func:`decode_found` narrows it to
+            the exact value if the quick split was not exact.
+        dashboard_url: the envelope's ``url`` (the call's dashboard link), if any.
+    """
+
+    body: bytes
+    call: CallBytes
+    dashboard_url: str | None = None
+
+
+class DecodedBody(NamedTuple):
+    """A whole 200 body decoded at once (:func:`decode_body`)."""
+
+    call: Call | None
+    raw: bytes | None
+    dashboard_url: str | None
+
+
+def split_body(body: bytes, call_id: str | None) -> CallSlice | None:
+    """Find the call inside a 200 body, without decoding it.
 
     ``None`` means not found (``"call": null``, or ``success: false`` with no call).
     Raises :class:`DecodeError` (keeping ``body``) when the body is not a call envelope.
 
     The server's canonical shape is recognised without parsing: if the body starts with
-    ``{"success":true,"call":`` and ends with ``,"url":"<no quote, no escape>"}``, that
+    ``{"success":true,"call":{`` and ends with ``},"url":"<no quote, no escape>"}``, that
     url is the top-level key (inside the call it would be followed by at least the
-    envelope's closing brace), so everything between is exactly the call value, which
-    :func:`decode_call` then validates. Any other shape is split by msgspec (``Raw``).
+    envelope's closing brace), so everything between is exactly the call object, which
+    :func:`decode_call` then validates. Any other shape (whitespace around the call
+    included) is split by msgspec (``Raw``), or, where msgspec cannot (nesting too deep,
+    a lone surrogate escape), by the non-recursive scanner of :mod:`._jsonscan`.
     Decoding is left to the caller so that, in bulk, it happens in the consumer's task
     right before the call is used: a freshly decoded call is cheap to use and to free,
     one that waits in a queue is not (measured: ~90 us per 25 KB call).
@@ -76,157 +101,134 @@ def split_body(body: bytes, call_id: str | None) -> tuple[CallBytes | None, str 
         end = len(body) - 2
         if cut > 0 and body.find(b'"', tail, end) < 0 and body.find(b"\\", tail, end) < 0:
             if cut - _HEAD_LEN == 4 and body[_HEAD_LEN:cut] == b"null":
-                return None, None
-            try:
-                link = body[tail:end].decode()
-            except UnicodeDecodeError:
-                pass
-            else:
-                return memoryview(body)[_HEAD_LEN:cut], link
-    try:
-        env = _raw_envelope_decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
+                return None
+            if body[_HEAD_LEN] == _OPEN and body[cut - 1] == _CLOSE:
+                try:
+                    link = body[tail:end].decode()
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    return CallSlice(body, memoryview(body)[_HEAD_LEN:cut], link)
+    env = _split_parsed(body, call_id)
     url = env.url if isinstance(env.url, str) else None
-    raw = env.call
-    size = len(raw)
+    size = len(env.call)
     if size == 0:
         if env.success is False:
-            return None, url
+            return None
         raise DecodeError("response has no `call` object", raw=body, call_id=call_id)
-    if size == 4 and bytes(raw) == b"null":
-        return None, url
-    return raw, url
+    if size == 4 and bytes(env.call) == b"null":
+        return None
+    return CallSlice(body, env.call, url)
 
 
-def decode_found(body: bytes, raw: CallBytes, call_id: str | None) -> tuple[Call, CallBytes]:
-    """Decode a call that :func:`split_body` found in ``body``: (call, its exact bytes).
+def _split_parsed(body: bytes, call_id: str | None) -> _Envelope:
+    """Split an envelope by parsing it: msgspec, or the scanner where msgspec cannot go."""
+    try:
+        env = _raw_envelope_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # Too deep for msgspec, or a lone surrogate escape (which msgspec refuses even in
+        # a value it skips): valid JSON all the same, so find the call without msgspec.
+        if isinstance(exc, msgspec.DecodeError) and not has_lone_surrogate(body):
+            raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
+        scanned = _split_scanned(body)
+        if scanned is None:
+            reason = exc if isinstance(exc, msgspec.DecodeError) else "not valid JSON"
+            raise DecodeError(
+                f"response is not a call envelope: {reason}", raw=body, call_id=call_id
+            ) from None
+        return scanned
+    return _Envelope(env.success, env.call, env.url)
+
+
+def _split_scanned(body: bytes) -> _Envelope | None:
+    view = memoryview(body)
+    found = split(view)
+    if found is None or found.kind != "object":
+        return None
+    success: Any = None
+    call: CallBytes = view[0:0]
+    url: Any = None
+    for part in found.parts:  # in order: a repeated key's last value wins, as in msgspec
+        value = view[part.start : part.end]
+        if part.key == "call":
+            call = value
+        elif part.key == "success":
+            success = _small_value(value)
+        elif part.key == "url":
+            url = _small_value(value)
+    return _Envelope(success, call, url)
+
+
+def _small_value(buf: memoryview) -> Any:
+    """An envelope's ``success`` or ``url``: its value, or ``None`` if it cannot be decoded."""
+    try:
+        return _any_decoder.decode(without_lone_surrogates(buf))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def decode_found(found: CallSlice, call_id: str | None) -> Call:
+    """Decode a call that :func:`split_body` found.
 
     A canonical slice that is not one JSON value (an unexpected key between ``call`` and
-    ``url``) is split again by msgspec. A failure keeps the whole body.
+    ``url``) is split again by parsing, and ``found.call`` narrowed to the exact value.
+    A failure raises :class:`DecodeError` keeping the whole body.
     """
+    body, raw = found.body, found.call
     try:
-        return decode_call(raw, call_id), raw
+        return _decode(raw, call_id, body)
     except DecodeError as exc:
-        if isinstance(raw, memoryview):
-            env = _split_parsed(body, call_id)
-            if env is not None:
-                return decode_found(body, env, call_id)
-        raise DecodeError(
-            f"the response's call is not decodable: {exc.reason}", raw=body, call_id=call_id
-        ) from None
+        error = exc
+    if isinstance(raw, memoryview):
+        again = _split_parsed(body, call_id).call
+        if len(again) and bytes(again) != bytes(raw):
+            try:
+                call = _decode(again, call_id, body)
+            except DecodeError as exc:
+                error = exc
+            else:
+                found.call = again
+                return call
+    raise DecodeError(
+        f"the response's call is not decodable: {error.reason}", raw=body, call_id=call_id
+    ) from None
 
 
-def _split_parsed(body: bytes, call_id: str | None) -> msgspec.Raw | None:
-    try:
-        raw = _raw_envelope_decoder.decode(body).call
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
-    return raw if len(raw) else None
-
-
-def decode_body(body: bytes, call_id: str | None) -> tuple[Call | None, bytes | None, str | None]:
-    """Decode a 200 body into (call or ``None`` for not found, the call's raw bytes, url).
+def decode_body(body: bytes, call_id: str | None) -> DecodedBody:
+    """Decode a whole 200 body at once (a convenience for tools and tests; the request
+    path splits and decodes in two steps, see :func:`split_body`).
 
     Raises :class:`DecodeError` (keeping ``body``) when it is not a call envelope or its
     call is not a JSON object.
     """
-    raw, url = split_body(body, call_id)
-    if raw is None:
-        return None, None, url
-    call, exact = decode_found(body, raw, call_id)
-    return call, bytes(exact), url
+    found = split_body(body, call_id)
+    if found is None:
+        return DecodedBody(None, None, None)
+    call = decode_found(found, call_id)
+    return DecodedBody(call, bytes(found.call), found.dashboard_url)
 
 
 def decode_call(raw: bytes | CallBytes, call_id: str | None = None) -> Call:
     """Decode one call object's JSON into a :class:`Call`, tolerating drift.
 
-    Raises :class:`DecodeError` (keeping ``raw``) only when the bytes are not JSON or not
-    a JSON object.
+    Raises :class:`DecodeError` (keeping ``raw``) only when the bytes are not UTF-8 JSON
+    or not a JSON object.
     """
+    return _decode(raw, call_id, None)
+
+
+def _decode(raw: bytes | CallBytes, call_id: str | None, body: bytes | None) -> Call:
+    """:func:`decode_call`; ``body`` is the whole response when ``raw`` is a part of it."""
     try:
-        return _call_decoder.decode(raw)
-    except msgspec.ValidationError:
-        return _decode_lenient(raw, call_id)
-    except msgspec.DecodeError as exc:
-        raise DecodeError(f"call is not valid JSON: {exc}", raw=bytes(raw), call_id=call_id) from None
-
-
-def _decode_lenient(raw: bytes | CallBytes, call_id: str | None) -> Call:
-    try:
-        obj = _any_decoder.decode(raw)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the strict decoder saw valid JSON
-        raise DecodeError(f"call is not valid JSON: {exc}", raw=bytes(raw), call_id=call_id) from None
-    if not isinstance(obj, dict):
-        raise DecodeError(
-            f"call is a JSON {type(obj).__name__}, not an object", raw=bytes(raw), call_id=call_id
-        )
-    repaired: list[str] = []
-    last_path: tuple[str | int, ...] | None = None
-    for _ in range(max(_MAX_REPAIRS, len(raw) // _BYTES_PER_REPAIR)):
-        try:
-            call = msgspec.convert(obj, Call, strict=False)
-        except msgspec.ValidationError as exc:
-            path = _error_path(str(exc))
-            if path is None or not path:
-                break
-            if path == last_path:
-                # Setting the value to None did not help (e.g. a list of objects cannot
-                # hold null): drop the value one level up instead.
-                path = path[:-1]
-                if not path:
-                    break
-            deleted = _repair(obj, path)
-            # Deleting a list element always makes progress: the next error may sit at
-            # the same index (the next element) without meaning the repair failed.
-            last_path = None if deleted else path
-            repaired.append(_format_path(path))
-        else:
-            if repaired:
-                logger.debug("call_id=%r decoded leniently; repaired %s", call_id, repaired)
-            return call
-    raise DecodeError("call could not be decoded even leniently", raw=bytes(raw), call_id=call_id)
-
-
-def _error_path(message: str) -> tuple[str | int, ...] | None:
-    match = _PATH_RE.search(message)
-    if match is None:
-        return None
-    steps: list[str | int] = []
-    for name, index in _STEP_RE.findall(match.group(1)):
-        if name:
-            steps.append(name)
-        elif index == "...":
-            break  # a dict key msgspec does not name: repair the dict itself
-        else:
-            steps.append(int(index))
-    return tuple(steps)
-
-
-def _format_path(path: tuple[str | int, ...]) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-
-
-def _repair(obj: Any, path: tuple[str | int, ...]) -> bool:
-    parent = obj
-    for step in path[:-1]:
-        parent = parent[step]
-    key = path[-1]
-    if isinstance(parent, list):
-        assert isinstance(key, int)
-        del parent[key]
-        return True
-    value = parent.get(key) if isinstance(parent, dict) else None
-    parent[key] = _as_aware_datetime(value)
-    return False
-
-
-def _as_aware_datetime(value: Any) -> datetime | None:
-    """A naive ISO-8601 timestamp becomes UTC; anything else that failed becomes ``None``."""
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
+        call: Call = _call_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return decode_leniently(raw, call_id)
+    # msgspec checks the UTF-8 of what it decodes, not of an unknown field it skips; the
+    # raw bytes are handed out as JSON, so they must be UTF-8 throughout. Checked after
+    # the decode, while the bytes are still in the CPU cache (before it, the same check
+    # costs about three times as much); an ASCII body, the usual case, is checked fastest.
+    if not (body is not None and body.isascii()) and not is_utf8(raw):
+        raise DecodeError("call is not valid UTF-8", raw=bytes(raw), call_id=call_id)
+    return call

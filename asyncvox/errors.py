@@ -7,6 +7,7 @@ text, the call id) and never the api key: the key is not an input to anything he
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = [
     "AsyncvoxError",
     "AuthenticationError",
     "BadRequestError",
+    "CallNotReadyError",
+    "CertificateError",
     "ConfigurationError",
     "DecodeError",
     "EndpointNotFoundError",
@@ -40,8 +43,19 @@ class AsyncvoxError(Exception):
     sent: bool = True
 
 
-class ConfigurationError(AsyncvoxError):
-    """The client is misconfigured (no api key, bad ``base_url``) or used after close."""
+class ConfigurationError(AsyncvoxError, ValueError):
+    """The client is misconfigured (no api key, bad ``base_url``, a bad setting) or used
+    after close. Never retried; aborts a bulk fetch. Also a :class:`ValueError`, so code
+    that caught the ``ValueError`` of a bad setting keeps working."""
+
+
+class CertificateError(ConfigurationError):
+    """The server's TLS certificate (or its hostname) could not be verified.
+
+    Not transient: every id would fail the same way, so it is never retried and aborts a
+    bulk fetch. Trust a private CA with ``SSL_CERT_FILE=/path/to/ca.pem`` (or pass an
+    :class:`aiohttp.ClientSession` whose connector has your ``ssl`` context).
+    """
 
 
 class InvalidCallIdError(AsyncvoxError, ValueError):
@@ -51,12 +65,20 @@ class InvalidCallIdError(AsyncvoxError, ValueError):
 class APIConnectionError(AsyncvoxError):
     """The request did not get an HTTP answer: could not connect, or the connection dropped.
 
-    ``call_id`` names the call that was being fetched.
+    ``call_id`` names the call that was being fetched (set by the request path, since the
+    transport that raised it does not know the id); ``str()`` includes it.
     """
 
-    def __init__(self, message: str, *, call_id: str | None = None) -> None:
+    def __init__(self, message: str, *, call_id: str | None = None, sent: bool = True) -> None:
         super().__init__(message)
+        self.message = message
         self.call_id = call_id
+        self.sent = sent
+
+    def __str__(self) -> str:
+        if self.call_id is None:
+            return self.message
+        return f"{self.message} (call_id={self.call_id!r})"
 
 
 class APITimeoutError(APIConnectionError):
@@ -82,7 +104,9 @@ class APIStatusError(AsyncvoxError):
         call_id: str | None = None,
         body: bytes = b"",
         retry_after: float | None = None,
+        sent: bool = True,
     ) -> None:
+        self.sent = sent
         self.status = status
         self.message = message
         self.call_id = call_id
@@ -140,6 +164,45 @@ class ServerError(APIStatusError):
     """
 
 
+class CallNotReadyError(AsyncvoxError):
+    """A call's wait (``wait_for_call``, ``iter_calls(wait=...)``) ran out before it was ready.
+
+    Attributes:
+        call_id: the call waited for.
+        last_status: the status of the last answer that found the call (``queued``,
+            ``in_progress``, ``analyzing``, ...), or ``None`` if it was never found.
+        found: whether the call was ever found (the API answered 404 on every poll if not).
+        waited: seconds waited.
+        polls: requests made for it while waiting.
+    """
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        last_status: str | None,
+        found: bool,
+        waited: float,
+        polls: int,
+    ) -> None:
+        self.call_id = call_id
+        self.last_status = last_status
+        self.found = found
+        self.waited = waited
+        self.polls = polls
+        state = f"still {last_status!r}" if found else "never found (the API answered 404)"
+        super().__init__(f"call_id={call_id!r} not ready after {waited:.1f} s and {polls} polls: {state}")
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_not_ready, (type(self), self.__dict__))
+
+
+def _rebuild_not_ready(cls: type[CallNotReadyError], state: dict[str, Any]) -> CallNotReadyError:
+    err = cls(**{k: state[k] for k in ("call_id", "last_status", "found", "waited", "polls")})
+    err.__dict__.update(state)
+    return err
+
+
 class DecodeError(AsyncvoxError):
     """The body is not a call: not JSON, or no call object where one must be.
 
@@ -185,44 +248,63 @@ def _api_error_text(body: bytes) -> tuple[bool, str | None]:
     """Return (is the API's own error envelope, its ``error`` text)."""
     try:
         parsed = _error_body_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # too deep to read is not the API's envelope
         return False, None
     is_api = parsed.success is False
     error = parsed.error
-    if error is None:
+    if error is None or isinstance(error, str):
+        return is_api, error
+    try:
+        return is_api, msgspec.json.encode(error).decode()
+    except RecursionError:
         return is_api, None
-    return is_api, error if isinstance(error, str) else msgspec.json.encode(error).decode()
 
 
 def body_excerpt(body: bytes) -> str:
     """A short, single-line excerpt of a body for an error message."""
-    text = " ".join(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace").split())
+    text = one_line(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace"))
     if len(text) > _EXCERPT_CHARS:
         text = text[:_EXCERPT_CHARS] + "..."
     return text or "(empty body)"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110): delta-seconds or an HTTP date.
 
-    Returns ``None`` for a missing or unparsable value; never a negative number.
+    Delta-seconds are ASCII digits only: ``1.5``, ``-4``, ``1e9``, ``inf`` or ``1_0`` are
+    not, and like anything else unparsable count as no header at all (``None``). Never
+    negative; how long a valid value may hold anything back is the caller's cap
+    (``RetryPolicy.max_retry_after``).
     """
     if not value:
         return None
     value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    if not _HTTP_DATE_RE.match(value):
         return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, seconds)
+
+
+#: The shapes of an HTTP date (IMF-fixdate, and the obsolete RFC 850 / asctime forms):
+#: a weekday name first. Cheap gate before the lenient stdlib parser.
+_HTTP_DATE_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? ", re.ASCII)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace and control characters made one space, so that
+    a server's text (or an id) can never start a new line in a log (log injection)."""
+    return " ".join(_CONTROL_RE.sub(" ", text).split())
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def is_api_not_found(body: bytes) -> bool:
@@ -247,7 +329,7 @@ def status_error(
     if secret and secret in body:
         body = body.replace(secret, b"***")
     is_api, text = _api_error_text(body)
-    message = text if text is not None else body_excerpt(body)
+    message = one_line(text) if text is not None else body_excerpt(body)
     if status == 401:
         return AuthenticationError(status, message, call_id=call_id, body=body)
     if status == 403:

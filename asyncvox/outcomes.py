@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter
 from typing import Any
 
 import msgspec
 
 from .errors import AsyncvoxError
+from .limits import Governor
 from .models import Call
 
 __all__ = ["BatchStats", "FetchOutcome"]
@@ -34,7 +36,15 @@ class FetchOutcome(msgspec.Struct, frozen=True):
     #: The call object's JSON exactly as the server sent it; ``None`` unless found.
     raw: bytes | None = None
     #: The call's dashboard link from the response envelope.
-    url: str | None = None
+    dashboard_url: str | None = None
+
+    @property
+    def url(self) -> str | None:
+        """Deprecated: the dashboard link is :attr:`dashboard_url`."""
+        warnings.warn(
+            "FetchOutcome.url is deprecated; use FetchOutcome.dashboard_url", DeprecationWarning, stacklevel=2
+        )
+        return self.dashboard_url
 
     @property
     def found(self) -> bool:
@@ -53,7 +63,7 @@ class FetchOutcome(msgspec.Struct, frozen=True):
 
 
 class BatchStats:
-    """Live counters of one batch (``iter_calls``/``get_calls``), safe to read at any time.
+    """Live counters of one batch (``iter_calls``/``fetch_calls``), safe to read at any time.
 
     Read them from a progress bar, a metrics exporter or a log line while the batch runs;
     :meth:`summary` gives the final figures as a plain dict.
@@ -66,6 +76,7 @@ class BatchStats:
         retries: requests that were retries; ``retries_by_cause`` splits them by cause.
         statuses: responses received, by HTTP status.
         bytes_received: body bytes received.
+        pending: ids still waiting to be ready (``iter_calls(wait=...)``; else 0).
     """
 
     __slots__ = (
@@ -76,6 +87,7 @@ class BatchStats:
         "failed",
         "found",
         "missing",
+        "pending",
         "requests",
         "retries",
         "retries_by_cause",
@@ -85,7 +97,7 @@ class BatchStats:
         "total",
     )
 
-    def __init__(self, total: int | None = None, governor: Any = None) -> None:
+    def __init__(self, total: int | None = None, governor: Governor | None = None) -> None:
         self.total = total
         self.done = 0
         self.found = 0
@@ -97,6 +109,7 @@ class BatchStats:
         self.retries_by_cause: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.bytes_received = 0
+        self.pending = 0
         self.started = time.monotonic()
         self.stopped: float | None = None
         self._governor = governor
@@ -137,6 +150,7 @@ class BatchStats:
             "missing": self.missing,
             "failed": self.failed,
             "duplicates": self.duplicates,
+            "pending": self.pending,
             "requests": self.requests,
             "retries": self.retries,
             "retries_by_cause": dict(self.retries_by_cause),

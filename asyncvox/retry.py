@@ -4,9 +4,8 @@ Built on tenacity and kept visible: :meth:`RetryPolicy.retrying` returns a plain
 :class:`tenacity.AsyncRetrying` that a caller can inspect or copy. The client only enters
 it after a first attempt has failed, so the success path pays nothing for retries.
 
-Testing switch (after stamina's ``set_testing``): ``asyncvox.retry.set_testing(True)``, or
-``with asyncvox.retry.testing():``, makes every retry wait and every client-wide 429
-pause zero seconds, while keeping attempt counts and decisions exactly as in production.
+The testing switch that zeroes every wait is :func:`asyncvox.set_testing`; the old names
+here (``asyncvox.retry.set_testing`` / ``testing``) still work for one release and warn.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,42 +24,46 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_any
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from . import _testmode
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    ConfigurationError,
     RateLimitError,
 )
 
-__all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "set_testing", "testing"]
+__all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "is_transient", "set_testing", "testing"]
 
 logger = logging.getLogger("asyncvox")
 
 #: HTTP statuses worth another attempt: the server is throttling or briefly failing.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-_testing = False
-
-
 def set_testing(on: bool) -> None:
-    """Turn all retry waits (backoff, ``Retry-After``, client-wide pauses) into zero."""
-    global _testing
-    _testing = on
+    """Deprecated: use :func:`asyncvox.set_testing`."""
+    warnings.warn(
+        "asyncvox.retry.set_testing is deprecated; use asyncvox.set_testing",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    _testmode.set_testing(on)
 
 
 def is_testing() -> bool:
-    """Whether :func:`set_testing` is on."""
-    return _testing
+    """Whether :func:`asyncvox.set_testing` is on."""
+    return _testmode.is_testing()
 
 
 @contextlib.contextmanager
 def testing(on: bool = True) -> Iterator[None]:
-    """Context manager form of :func:`set_testing`; restores the previous setting."""
-    previous = _testing
-    set_testing(on)
-    try:
+    """Deprecated: use ``with asyncvox.set_testing(True):``."""
+    warnings.warn(
+        "asyncvox.retry.testing() is deprecated; use `with asyncvox.set_testing(True):`",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    with _testmode.set_testing(on):
         yield
-    finally:
-        set_testing(previous)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -82,8 +86,9 @@ class RetryPolicy:
         max_retry_after: the longest ``Retry-After`` honoured. A server asking for more
             gets a :class:`~asyncvox.RateLimitError` (with ``retry_after``) instead of a
             sleep; the same cap bounds the client-wide pause after a 429.
-        deadline: seconds one call may spend across all its attempts and waits
-            (``None``: unbounded). No retry starts whose wait would pass it.
+        deadline: deprecated, use ``Client(total_timeout=...)``: it is the same setting.
+            Honoured (with a :class:`DeprecationWarning`) when the client's
+            ``total_timeout`` is not given.
 
     >>> policy = RetryPolicy(max_retries=2, initial_wait=0.1)
     >>> policy.backoff(1) <= 0.1 * 1.25
@@ -95,17 +100,26 @@ class RetryPolicy:
     max_wait: float = 8.0
     jitter: float = 0.25
     max_retry_after: float = 60.0
-    deadline: float | None = 300.0
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
-        if self.initial_wait < 0 or self.max_wait < 0 or self.max_retry_after < 0:
-            raise ValueError("waits must be >= 0")
+        if not (isinstance(self.max_retries, int) and self.max_retries >= 0):
+            raise ConfigurationError(f"RetryPolicy max_retries must be an int >= 0, got {self.max_retries!r}")
+        for name in ("initial_wait", "max_wait", "max_retry_after"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigurationError(f"RetryPolicy {name} must be >= 0 seconds, got {value!r}")
         if not 0 <= self.jitter <= 1:
-            raise ValueError(f"jitter must be within [0, 1], got {self.jitter!r}")
-        if self.deadline is not None and self.deadline <= 0:
-            raise ValueError(f"deadline must be > 0 or None, got {self.deadline!r}")
+            raise ConfigurationError(f"RetryPolicy jitter must be within [0, 1], got {self.jitter!r}")
+        if self.deadline is not None:
+            warnings.warn(
+                "RetryPolicy(deadline=...) is deprecated; use Client(total_timeout=...) "
+                "(or total_timeout= per call): it is the same setting",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if not self.deadline > 0:
+                raise ConfigurationError(f"RetryPolicy deadline must be > 0 or None, got {self.deadline!r}")
 
     def backoff(self, retry_number: int) -> float:
         """The computed wait before retry number ``retry_number`` (1-based), with jitter."""
@@ -114,7 +128,7 @@ class RetryPolicy:
 
     def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
         """The wait before the next retry: the server's ``Retry-After`` when it sent one."""
-        if _testing:
+        if _testmode.is_testing():
             return 0.0
         retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
         # A 429 beyond the cap is not retried at all (should_retry); a 503's is just ignored.

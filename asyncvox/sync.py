@@ -56,13 +56,13 @@ def fetch_calls_sync(
     dedupe: bool = True,
     **client_kwargs: Any,
 ) -> list[FetchOutcome]:
-    """Blocking :meth:`Client.get_calls`: one outcome per distinct id, in input order."""
+    """Blocking :meth:`Client.fetch_calls`: one outcome per distinct id, in input order."""
 
     async def run() -> list[FetchOutcome]:
         kwargs = dict(client_kwargs)
         if concurrency is not None:
             kwargs["concurrency"] = concurrency
         async with Client(api_key, base_url, **kwargs) as client:
-            return await client.get_calls(ids, dedupe=dedupe)
+            return await client.fetch_calls(ids, dedupe=dedupe)
 
     return _run_blocking(run)

@@ -26,6 +26,31 @@ class CallError(_Model):
     duration: int | float | None = None
 
 
+class EvaluationTemplate(_Model):
+    id: str | None = None
+    created_at: datetime | None = None
+    name: str | None = None
+    description: str | None = None
+    params: Any = None
+    content_type: str | None = None
+    tool_call_expected_result: str | None = None
+    owner_id: str | None = None
+    deleted: bool | None = None
+    hidden: bool | None = None
+
+
+class Evaluation(_Model):
+    id: str | None = None
+    created_at: datetime | None = None
+    enabled: bool | None = None
+    is_critical: bool | None = None
+    params: Any = None
+    evaluation_template_id: str | None = None
+    scenario_id: str | None = None
+    evaluation_group_id: str | None = None
+    evaluation_template: EvaluationTemplate | None = None
+
+
 class EvaluationResult(_Model):
     id: str | None = None
     created_at: datetime | None = None
@@ -38,6 +63,32 @@ class EvaluationResult(_Model):
     duration: int | float | None = None
     evaluation_template_id: str | None = None
     seconds_from_start: int | float | None = None
+    evaluation: Evaluation | None = None
+
+
+class Scenario(_Model):
+    id: str | None = None
+    created_at: datetime | None = None
+    agent_id: str | None = None
+    name: str | None = None
+    instructions: str | None = None
+    success_criteria: str | None = None
+    include_date_time: bool | None = None
+    timezone: str | None = None
+    deleted: bool | None = None
+    evaluations: list[Evaluation] | None = None
+
+
+class TestAgent(_Model):
+    id: str | None = None
+    owner_id: str | None = None
+    name: str | None = None
+    headshot_url: str | None = None
+    description: str | None = None
+    prompt: str | None = None
+    enabled: bool | None = None
+    default_selected: bool | None = None
+    order: int | float | None = None
 
 
 class Interruption(_Model):
@@ -75,6 +126,7 @@ class Call(_Model):
     status: str | None = None
     stereo_recording_url: str | None = None
     customer_call_id: str | None = None
+    owner_id: str | None = None
     agent_id: str | None = None
     deleted: bool | None = None
     duration: int | float | None = None
@@ -107,6 +159,8 @@ class Call(_Model):
     test_id: str | None = None
     time_to_first_word: int | float | None = None
     vapi_call_id: str | None = None
+    scenario: Scenario | None = None
+    test_agent: TestAgent | None = None
 
 
 class Envelope(_Model):

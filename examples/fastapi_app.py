@@ -45,7 +45,7 @@ def summarize(outcome: asyncvox.FetchOutcome) -> dict[str, Any]:
         "latency": {"p50": call.latency_p50, "p90": call.latency_p90, "p95": call.latency_p95},
         "evaluations": {"passed": sum(e.success is True for e in evaluations), "total": len(evaluations)},
         "messages": len(call.messages or []),
-        "dashboard_url": outcome.url,
+        "dashboard_url": outcome.dashboard_url,
     }
 
 
@@ -131,10 +131,10 @@ def create_app(
     async def get_many(ids: list[str], client: asyncvox.Client) -> dict[str, Any]:
         if len(ids) > MAX_BATCH:
             raise HTTPException(422, detail=f"at most {MAX_BATCH} ids per request, got {len(ids)}")
-        # get_calls fans out through the same client: its requests share the one cap with
+        # fetch_calls fans out through the same client: its requests share the one cap with
         # every other request the app is serving. Per-id failures come back as outcomes.
         async with _deadline(request_timeout):
-            outcomes = await client.get_calls(ids)
+            outcomes = await client.fetch_calls(ids)
         return {"results": [batch_entry(o) for o in outcomes]}
 
     @app.get("/calls")

@@ -137,7 +137,7 @@ class SqliteSink:
                 assert o.raw is not None
                 created = call.created_at.isoformat() if call.created_at else None
                 figures = (call.duration, call.latency_p50, call.latency_p90, call.latency_p95)
-                row = (o.call_id, call.id, call.status, call.result, created, *figures, o.url)
+                row = (o.call_id, call.id, call.status, call.result, created, *figures, o.dashboard_url)
                 db.execute(UPSERT_CALL, (*row, o.raw.decode(), now))
                 # Children are replaced, not upserted: a transcript that got shorter (or
                 # reordered) upstream must not keep stale rows.

@@ -1,6 +1,6 @@
 """Shared fixtures: a real loopback server per test, and a client pointed at it.
 
-Retry waits are switched off (``asyncvox.retry.testing``) for every test unless it is
+Retry waits are switched off (``asyncvox.set_testing``) for every test unless it is
 marked ``real_waits``: attempt counts and decisions stay exactly as in production.
 """
 
@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import asyncvox
-from asyncvox import retry
 from asyncvox.testing import DemoServer
 
 API_KEY = "test-key-0123456789"
@@ -26,7 +25,7 @@ def _no_retry_waits(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("real_waits"):
         yield
         return
-    with retry.testing():
+    with asyncvox.set_testing(True):
         yield
 
 

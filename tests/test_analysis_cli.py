@@ -110,3 +110,18 @@ except analysis.MissingDependencyError as exc:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "needs pyarrow, which is not installed: pip install 'asyncvox[analysis]'" in proc.stdout
+
+
+def test_a_call_read_twice_is_skipped_unless_duplicates_are_kept(tmp_path: Path) -> None:
+    # The demo server's body pool serves the same call for many ids: the same id twice.
+    line = msgspec.json.encode(server_call("same"))
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(line + b"\n" + line + b"\n")
+    skipped = _run("export", str(src), "--to", str(tmp_path / "a"))
+    assert skipped.returncode == 1 and "line 2: call 'same' was already read" in skipped.stderr
+    assert "--keep-duplicates keeps" in skipped.stderr
+    kept = _run("export", str(src), "--to", str(tmp_path / "b"), "--keep-duplicates")
+    assert kept.returncode == 0, kept.stderr
+    assert pq.read_table(tmp_path / "b" / "calls").column("call_id").to_pylist() == ["same", "same"]
+    report = _run("report", str(src), "-o", str(tmp_path / "r.html"), "--keep-duplicates")
+    assert report.returncode == 0 and "report of 2 calls" in report.stdout

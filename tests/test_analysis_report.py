@@ -193,7 +193,7 @@ async def test_a_report_of_no_calls_says_so_in_every_plot(tmp_path: Path) -> Non
 async def test_the_demo_batch_report_from_tables_in_memory(server: DemoServer, tmp_path: Path) -> None:
     server.profile = FaultProfile(drift_rate=0.2, seed=5)
     async with asyncvox.Client(API_KEY, server.base_url) as client:
-        outcomes = await client.get_calls([f"demo-{i}" for i in range(120)])
+        outcomes = await client.fetch_calls([f"demo-{i}" for i in range(120)])
     result = analysis.write_report(analysis.to_tables(outcomes), tmp_path / "demo.html")
     assert result.calls == 120
     page = _assert_clean_page(await open_page(result.path, PAGE_CHECK))

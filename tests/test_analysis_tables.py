@@ -161,7 +161,7 @@ def _assert_tables_hold_exactly(tables: analysis.Tables, calls: dict[str, asyncv
 async def test_the_demo_servers_calls_round_trip_through_outcomes_and_typed_calls(server: DemoServer) -> None:
     server.profile = FaultProfile(drift_rate=0.3, seed=3)  # undocumented values, nulls, extra objects
     async with asyncvox.Client(API_KEY, server.base_url) as client:
-        outcomes = await client.get_calls([f"rt-{i}" for i in range(60)])
+        outcomes = await client.fetch_calls([f"rt-{i}" for i in range(60)])
     found = [o for o in outcomes if o.call is not None]
     assert len(found) == 60
     typed = {o.call.id: o.call for o in found if o.call is not None and o.call.id}

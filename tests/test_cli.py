@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -13,10 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import KEY
+from _cli import env as _env
+from _cli import exported_ids as _exported_ids
+from _cli import ids_file as _ids_file
+from _cli import run as _run
 
 from asyncvox.testing import DemoServer, Fault, FaultProfile
-
-KEY = "cli-test-key"
 
 
 @pytest.fixture
@@ -24,36 +26,6 @@ def api() -> Iterator[DemoServer]:
     """A threaded loopback server (the CLI runs in another process)."""
     with DemoServer(api_key=KEY, turns=4).running_in_thread() as server:
         yield server
-
-
-def _env(server: DemoServer | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCVOX_")}
-    if server is not None:
-        env["ASYNCVOX_API_KEY"] = KEY
-        env["ASYNCVOX_BASE_URL"] = server.base_url
-    env.update(extra)
-    return env
-
-
-def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncvox", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def _ids_file(tmp_path: Path, ids: list[str], name: str = "ids.txt") -> Path:
-    path = tmp_path / name
-    path.write_text("".join(f"{i}\n" for i in ids))
-    return path
-
-
-def _exported_ids(out: Path) -> list[str]:
-    return [json.loads(line)["customerCallId"] for line in out.read_bytes().splitlines()]
 
 
 def test_fetch_writes_calls_missing_and_a_summary(api: DemoServer, tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ async def test_fetch_outcome_keeps_raw_bytes_and_dashboard_url(mock: Mock, clien
     assert outcome.found and outcome.ok
     assert outcome.call_id == "abc"
     assert outcome.raw == CALL_JSON
-    assert outcome.url == "https://fixa.dev/observe/cl_1"
+    assert outcome.dashboard_url == "https://fixa.dev/observe/cl_1"
     assert outcome.attempts == 1
     assert outcome.error is None
 

@@ -46,7 +46,7 @@ async def test_hundreds_of_concurrent_requests_share_one_pool(server: DemoServer
     concurrency = 8
     ids = [f"call-{i}" for i in range(300)]
     async with asyncvox.Client(KEY, server.base_url) as direct:
-        expected = {o.call_id: fastapi_app.summarize(o) for o in await direct.get_calls(ids)}
+        expected = {o.call_id: fastapi_app.summarize(o) for o in await direct.fetch_calls(ids)}
     server.reset_stats()
 
     app = fastapi_app.create_app(api_key=KEY, base_url=server.base_url, concurrency=concurrency)

@@ -70,7 +70,7 @@ async def test_outcomes_land_in_sqlite(server: DemoServer, client: asyncvox.Clie
         "WHERE call_id = 'c-5'",
     )
     figures = (call.id, call.status, call.result, call.duration, call.latency_p90)
-    assert row == [(*figures, outcome.url, outcome.raw.decode())]  # the server's own bytes, as sent
+    assert row == [(*figures, outcome.dashboard_url, outcome.raw.decode())]  # the server's own bytes, as sent
     assert json.loads(row[0][-1])["customerCallId"] == "c-5"
     messages = query(
         db,
@@ -85,7 +85,7 @@ async def test_outcomes_land_in_sqlite(server: DemoServer, client: asyncvox.Clie
     assert evaluations == [(e.id, e.evaluation_id, e.success, e.result) for e in call.evaluation_results]
 
     # Every found call's evaluations are there, and nothing else.
-    calls = [o.call for o in await client.get_calls([*GOOD, "flaky"])]
+    calls = [o.call for o in await client.fetch_calls([*GOOD, "flaky"])]
     assert count(db, "evaluation_results") == sum(len(c.evaluation_results or []) for c in calls if c)
 
 

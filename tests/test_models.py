@@ -261,9 +261,13 @@ def test_documented_enum_values_compare_equal() -> None:
     assert call.messages[1].role == MessageRole.USER
     assert call.evaluation_results[0].type == EvaluationType.AUTO
     assert call.status != CallStatus.IN_PROGRESS
-    assert {s.value for s in CallStatus} == {"in_progress", "analyzing", "completed"}
-    assert {r.value for r in MessageRole} == {"assistant", "user", "system", "function", "tool"}
-    assert {t.value for t in EvaluationType} == {"manual", "auto"}
+    # the reference page's values and the server schema's, side by side
+    assert {s.value for s in CallStatus} == {"queued", "in_progress", "analyzing", "completed"}
+    assert {r.value for r in MessageRole} == {
+        *("assistant", "user", "system", "function", "tool"),
+        *("bot", "tool_calls", "tool_call_result"),
+    }
+    assert {t.value for t in EvaluationType} == {"manual", "auto", "boolean", "number", "percentage"}
     assert {r.value for r in CallResult} == {"success", "failure"}
 
 
@@ -299,13 +303,13 @@ def test_minimal_call_has_absent_fields_as_none() -> None:
 
 def test_unknown_enum_values_are_kept_as_strings() -> None:
     obj = _ref(status="queued_for_review", result="partial")
-    obj["messages"][0]["role"] = "bot"
+    obj["messages"][0]["role"] = "narrator"
     obj["evaluationResults"][0]["type"] = "llm_judge"
     call = _call(obj)
     assert call.status == "queued_for_review"
     assert call.result == "partial"
     assert call.messages is not None and call.evaluation_results is not None
-    assert call.messages[0].role == "bot"
+    assert call.messages[0].role == "narrator"
     assert call.evaluation_results[0].type == "llm_judge"
     assert call.status not in set(CallStatus)
     # the rest of the call is intact
@@ -313,7 +317,7 @@ def test_unknown_enum_values_are_kept_as_strings() -> None:
 
 
 def test_extra_fields_and_nested_objects_are_ignored() -> None:
-    obj = _ref(scenario={"id": "s", "tags": ["a", {"deep": [1, 2]}]}, newTopLevel=[{"x": None}], weird=None)
+    obj = _ref(review={"id": "s", "tags": ["a", {"deep": [1, 2]}]}, newTopLevel=[{"x": None}], weird=None)
     obj["messages"][0]["extraAnalysis"] = {"sentiment": 0.4, "labels": ["calm"]}
     obj["evaluationResults"][0]["judge"] = {"model": "m", "score": 0.9}
     obj["errors"][0]["stack"] = ["a", "b"]
@@ -459,10 +463,10 @@ def test_synth_call_with_drift_decodes() -> None:
     assert call is not None
     assert call.status == "queued_for_review"
     assert call.stereo_recording_url is None
-    assert call.num_interruptions == float(len(obj["interruptions"]))
+    assert call.num_interruptions == obj["numInterruptions"]
     assert type(call.num_interruptions) is float
     assert call.started_at == obj["startedAt"]
-    assert call.messages is not None and call.messages[-1].role == "bot"
+    assert call.messages is not None and call.messages[-1].role == "narrator"
     assert call.evaluation_results is not None and call.evaluation_results[0].type == "llm_judge"
     assert call.eval_set_to_success is not None and call.eval_set_to_success["unscored"] is None
     assert call.customer_call_id == "drift-1"

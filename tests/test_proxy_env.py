@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import asyncvox
-from asyncvox.client import env_proxy
+from asyncvox.transport import AiohttpTransport, env_proxy
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,10 @@ def test_https_proxy_applies_to_an_https_base_url(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.invalid:3128")
     assert env_proxy("https://api.fixa.dev/v1") == "http://proxy.corp.invalid:3128"
     assert env_proxy("http://api.fixa.dev/v1") is None
-    client = asyncvox.Client("k", "https://api.fixa.dev/v1")
-    assert client._request_kwargs["proxy"] == "http://proxy.corp.invalid:3128"
+    transport = asyncvox.Client("k", "https://api.fixa.dev/v1").transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.proxy == "http://proxy.corp.invalid:3128"
+    assert transport.request_kwargs["proxy"] == "http://proxy.corp.invalid:3128"
 
 
 def test_no_proxy_bypasses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,4 +33,6 @@ def test_no_proxy_bypasses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_proxy_configured_sends_directly() -> None:
     assert env_proxy("https://api.fixa.dev/v1") is None
-    assert "proxy" not in asyncvox.Client("k", "https://api.fixa.dev/v1")._request_kwargs
+    transport = asyncvox.Client("k", "https://api.fixa.dev/v1").transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.proxy is None and "proxy" not in transport.request_kwargs

@@ -132,16 +132,19 @@ def export_jsonl(
     overwrite: bool = False,
     batch_calls: int = 1000,
     part_calls: int = 20_000,
+    dedupe: bool = True,
 ) -> ExportResult:
     """Write a JSONL file's tables under the directory ``to``, streaming.
 
     Parquet: ``to/<table>/part-NNNNN.parquet`` (read a table with DuckDB's
     ``'to/calls/*.parquet'``, ``pyarrow.parquet.read_table('to/calls')`` or polars'
     ``pl.read_parquet('to/calls/*.parquet')``). CSV: ``to/<table>.csv``.
-    Bad lines are skipped and reported in the result with their line numbers.
-    Raises :class:`OutputExistsError` when ``to`` holds tables and ``overwrite`` is off.
+    Bad lines are skipped and reported in the result with their line numbers; so is a
+    call whose id was already read, unless ``dedupe`` is off (``call_id`` is then not
+    unique). Raises :class:`OutputExistsError` when ``to`` holds tables and ``overwrite``
+    is off.
     """
-    writer = TableWriter(to, format=format, batch_calls=batch_calls, part_calls=part_calls)
+    writer = TableWriter(to, format=format, batch_calls=batch_calls, part_calls=part_calls, dedupe=dedupe)
     writer.open(overwrite=overwrite)
     try:
         writer.add_jsonl(path)

@@ -54,7 +54,7 @@ class _Data(NamedTuple):
     source: str
 
 
-def _load(source: Tables | str | os.PathLike[str]) -> _Data:
+def _load(source: Tables | str | os.PathLike[str], dedupe: bool) -> _Data:
     pa = pyarrow()
     if isinstance(source, Tables):
         return _Data(
@@ -79,7 +79,8 @@ def _load(source: Tables | str | os.PathLike[str]) -> _Data:
     bad: list[BadLine] = []
     count = 0
     # Few decoded calls held at once, and only the two tables the report reads are built.
-    for batch in iter_jsonl_tables(path, batch_calls=250, tables=("calls", "evaluation_results")):
+    only = ("calls", "evaluation_results")
+    for batch in iter_jsonl_tables(path, batch_calls=250, dedupe=dedupe, tables=only):
         calls.append(batch.calls.select(list(_CALL_COLUMNS)))
         evaluations.append(batch.evaluation_results.select(list(_EVAL_COLUMNS)))
         bad.extend(batch.bad_lines[: max(0, 1000 - len(bad))])
@@ -307,16 +308,21 @@ def _html(title: str, data: _Data, plots: list[_plots.Plot]) -> str:
 
 
 def write_report(
-    source: Tables | str | os.PathLike[str], path: str | os.PathLike[str], *, title: str | None = None
+    source: Tables | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    dedupe: bool = True,
 ) -> ReportResult:
     """Write one self-contained HTML report of ``source`` to ``path``.
 
     ``source``: a JSONL file of calls (streamed; bad lines are skipped and listed in the
-    report), a directory of Parquet tables from ``asyncvox export``, or :class:`Tables`.
+    report, and so are calls whose id was already read unless ``dedupe`` is off), a
+    directory of Parquet tables from ``asyncvox export``, or :class:`Tables`.
     The file is written atomically (a temporary file renamed into place).
     """
     matplotlib_figure()  # fail before any work when the extra is missing
-    data = _load(source)
+    data = _load(source, dedupe)
     plots = _plots_for(data)
     out = Path(path)
     temp = out.with_name(f".{out.name}.tmp")

@@ -1,7 +1,7 @@
 """The ``export`` and ``report`` commands: a JSONL file of calls -> tables, and an HTML report.
 
 Both need the ``analysis`` extra (pyarrow, matplotlib); without it they exit 2 with the
-``pip install`` line instead of a traceback. :func:`register` adds them to the group.
+``pip install`` line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -12,22 +12,21 @@ import click
 
 from asyncvox import analysis
 
-__all__ = ["register"]
+from ._common import EXIT_FAILED, EXIT_OK, fail
 
-EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+__all__ = ["export", "report"]
+
+#: Some input lines were skipped (the rest was written).
+EXIT_SKIPPED = EXIT_FAILED
 #: Bad lines printed one by one; the rest are counted.
 _SHOWN_BAD_LINES = 20
 
 
-def register(group: click.Group) -> None:
-    """Add ``export`` and ``report`` to ``group``."""
-    group.add_command(export)
-    group.add_command(report)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"asyncvox: error: {message}", err=True)
-    raise SystemExit(EXIT_USAGE)
+_keep_duplicates = click.option(
+    "--keep-duplicates",
+    is_flag=True,
+    help="Keep a call whose id was already read (call_id is then not unique).",
+)
 
 
 def _echo_bad_lines(name: str, lines: tuple[analysis.BadLine, ...], count: int) -> None:
@@ -38,6 +37,8 @@ def _echo_bad_lines(name: str, lines: tuple[analysis.BadLine, ...], count: int) 
         click.echo(f"  line {bad.line}: {bad.reason}", err=True)
     if count > _SHOWN_BAD_LINES:
         click.echo(f"  ... and {count - _SHOWN_BAD_LINES:,} more", err=True)
+    if any("already read" in bad.reason for bad in lines):
+        click.echo("  (--keep-duplicates keeps calls whose id was already read)", err=True)
 
 
 @click.command()
@@ -58,8 +59,9 @@ def _echo_bad_lines(name: str, lines: tuple[analysis.BadLine, ...], count: int) 
     help="parquet: a directory of parts per table; csv: one file per table (for spreadsheets).",
 )
 @click.option("--force", is_flag=True, help="Replace the tables already in the directory.")
+@_keep_duplicates
 @click.option("--quiet", "-q", is_flag=True, help="Print only skipped lines.")
-def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> None:
+def export(calls_file: Path, to: Path, fmt: str, force: bool, keep_duplicates: bool, quiet: bool) -> None:
     """Turn CALLS_FILE (JSONL from `asyncvox fetch`) into tables under --to.
 
     Tables: calls, messages, evaluation_results, latency_blocks, interruptions, errors,
@@ -70,17 +72,18 @@ def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> No
     """
     try:
         result = analysis.export_jsonl(
-            calls_file, to, format="csv" if fmt == "csv" else "parquet", overwrite=force
+            calls_file,
+            to,
+            format="csv" if fmt == "csv" else "parquet",
+            overwrite=force,
+            dedupe=not keep_duplicates,
         )
     except analysis.MissingDependencyError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     except analysis.OutputExistsError:
-        _fail(f"{to} already holds tables: pass --force to replace them")
-        return
+        fail(f"{to} already holds tables: pass --force to replace them")
     except OSError as exc:  # unwritable directory, disk full, ...
-        _fail(f"cannot write the tables to {to}: {exc}")
-        return
+        fail(f"cannot write the tables to {to}: {exc}")
     if not quiet:
         click.echo(f"{result.calls:,} calls from {calls_file} -> {to} ({fmt})")
         paths = result.paths()
@@ -106,7 +109,8 @@ def export(calls_file: Path, to: Path, fmt: str, force: bool, quiet: bool) -> No
     help="The HTML file to write.",
 )
 @click.option("--title", default=None, help="The report's title.")
-def report(source: Path, out: Path, title: str | None) -> None:
+@_keep_duplicates
+def report(source: Path, out: Path, title: str | None, keep_duplicates: bool) -> None:
     """Write one self-contained HTML report of SOURCE: a JSONL file of calls, or a
     directory of tables from `asyncvox export`.
 
@@ -117,16 +121,13 @@ def report(source: Path, out: Path, title: str | None) -> None:
     Exit status: 0 written, 1 written but some input lines skipped, 2 usage error.
     """
     try:
-        result = analysis.write_report(source, out, title=title)
+        result = analysis.write_report(source, out, title=title, dedupe=not keep_duplicates)
     except analysis.MissingDependencyError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     except analysis.NoTablesError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"cannot write the report to {out}: {exc}")
-        return
+        fail(f"cannot write the report to {out}: {exc}")
     empty = [key for key, drawn in result.plots if not drawn]
     click.echo(
         f"report of {result.calls:,} calls -> {result.path}"

@@ -1,4 +1,5 @@
-"""A real aiohttp.web server that speaks the call API, with scripted and random faults.
+"""A real aiohttp.web server that speaks the call API, with scripted and random faults,
+and calls that take time to be analysed.
 
 Use it to test code that uses asyncvox (or asyncvox itself) against real HTTP on
 127.0.0.1, no account and no network::
@@ -12,6 +13,11 @@ Use it to test code that uses asyncvox (or asyncvox itself) against real HTTP on
             ...
         assert server.stats.requests_for("flaky") == 3
 
+Analysis (see :mod:`asyncvox.testing._analysis`): ``DemoServer(analysis_delay=(2, 30))``
+makes every call take 2-30 s from its first request before it is found;
+``server.script_analysis("c1", visible_after=1, statuses=[("analyzing", 1), ("completed",
+3)])`` scripts one id, and ``DemoServer(clock=ManualClock())`` lets a test move time.
+
 It also runs in a thread (``with DemoServer().running_in_thread() as server:``) for
 synchronous tests, and in its own process (``python -m asyncvox.testing``) so that
 benchmarks do not share a core with the client.
@@ -21,109 +27,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import threading
 import time
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-import msgspec
 from aiohttp import web
 
+from ._analysis import AnalysisSimulator, make_plan, unfinished_body
+from ._faults import ERRORS, Fault, FaultProfile, RandomFaults, error_body, stable_hash
 from ._synth import envelope, synth_call
 
-__all__ = ["DemoServer", "Fault", "FaultProfile", "RequestRecord", "ServerStats"]
+__all__ = ["DemoServer", "Fault", "FaultProfile", "RequestRecord", "ServerStats", "stable_hash"]
 
-_NOT_FOUND = msgspec.json.encode({"success": False, "error": "Call not found"})
+_NOT_FOUND = error_body(ERRORS[404])
 _HTML_404 = b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1><hr>nginx</body></html>"
-_HTML_5XX = b"<html><head><title>%d Bad Gateway</title></head><body><h1>%d</h1>upstream error</body></html>"
-_ERRORS = {
-    400: "Invalid request",
-    403: "This API key may not read calls",
-    422: "Unprocessable call id",
-    429: "Too many requests",
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-
-def stable_hash(text: str) -> int:
-    """A hash that is the same in every process (``hash()`` of a str is salted per process),
-    so which ids are missing, drifted or served which pooled body depends only on the seed."""
-    return zlib.crc32(text.encode())
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """One scripted answer. Plain ints in a script mean ``Fault(status=N)``.
-
-    ``status=200`` serves the call normally (after ``delay``), which is how a script says
-    "then succeed". Helpers: :meth:`drop`, :meth:`slow`, :meth:`rate_limited`,
-    :meth:`html`, :meth:`garbage`.
-    """
-
-    status: int = 200
-    retry_after: str | None = None
-    body: bytes | None = None
-    content_type: str = "application/json"
-    disconnect: bool = False
-    delay: float = 0.0
-
-    @classmethod
-    def drop(cls) -> Fault:
-        """Close the connection without answering (a dropped keep-alive, a crashed proxy)."""
-        return cls(disconnect=True)
-
-    @classmethod
-    def slow(cls, seconds: float, status: int = 200) -> Fault:
-        """Answer after ``seconds`` (to trip a client timeout)."""
-        return cls(status=status, delay=seconds)
-
-    @classmethod
-    def rate_limited(cls, retry_after: str | None = "1") -> Fault:
-        """429 with ``Retry-After`` (seconds or an HTTP date; ``None`` sends none)."""
-        return cls(status=429, retry_after=retry_after)
-
-    @classmethod
-    def html(cls, status: int) -> Fault:
-        """An HTML error page, as a proxy or load balancer sends."""
-        return cls(
-            status=status, body=_HTML_5XX.replace(b"%d", str(status).encode()), content_type="text/html"
-        )
-
-    @classmethod
-    def garbage(cls, status: int = 200) -> Fault:
-        """A body that is not JSON."""
-        return cls(status=status, body=b"<<not json>>", content_type="text/plain")
-
-
-@dataclass(slots=True)
-class FaultProfile:
-    """Random faults and limits applied to every request that no script answers.
-
-    Rates are probabilities per request; ``latency`` is a (low, high) range of added
-    seconds; ``rps_limit`` answers 429 beyond that many requests in any one second;
-    ``missing_rate`` makes that share of synthetic ids not found (decided by the id, so it
-    is stable across requests). ``seed`` makes the random faults reproducible.
-    """
-
-    rate_429: float = 0.0
-    rate_5xx: float = 0.0
-    rate_drop: float = 0.0
-    rate_slow: float = 0.0
-    slow_seconds: float = 2.0
-    retry_after: str | None = "1"
-    latency: tuple[float, float] | None = None
-    rps_limit: float | None = None
-    missing_rate: float = 0.0
-    drift_rate: float = 0.0
-    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +73,11 @@ class ServerStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     per_id: Counter[str] = field(default_factory=Counter)
-    authorization: Counter[str] = field(default_factory=Counter)
     user_agents: set[str] = field(default_factory=set)
+    #: 404s for calls whose analysis has not made them visible yet.
+    not_yet_visible: int = 0
+    #: 200s for calls served with a status before ``completed``.
+    unfinished: int = 0
 
     def requests_for(self, call_id: str) -> int:
         """Requests received for ``call_id``."""
@@ -175,6 +99,15 @@ class DemoServer:
         count_ids: keep per-id request counts (turn off for million-id runs).
         record: keep a :class:`RequestRecord` of every request in :attr:`log`.
         port: 0 picks a free port.
+        analysis_delay: ``(min, max)`` seconds each call takes to be analysed, counted from
+            its first request (``None``: calls are there at once); see :attr:`analysis`.
+        analysis_visible_early: with ``analysis_delay``, the share of calls visible before
+            they are done (``queued`` -> ``in_progress`` -> ``analyzing``); the others are
+            not found until done, as uploaded calls are on the real server.
+        analysis_retry_after: a ``Retry-After`` value sent on the 404s of calls not yet
+            visible (``None``: none, as the real server).
+        clock: the analysis clock, in seconds (default :func:`time.monotonic`); pass a
+            :class:`~asyncvox.testing.ManualClock` to drive it from a test.
     """
 
     def __init__(
@@ -192,6 +125,10 @@ class DemoServer:
         host: str = "127.0.0.1",
         port: int = 0,
         prefix: str = "/v1",
+        analysis_delay: tuple[float, float] | None = None,
+        analysis_visible_early: float = 0.5,
+        analysis_retry_after: str | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.api_key = api_key
         self.forbidden_keys = set(forbidden_keys)
@@ -212,8 +149,15 @@ class DemoServer:
         self._calls: dict[str, bytes] = {}
         self._missing: set[str] = set()
         self._scripts: dict[str | None, deque[Fault]] = {}
-        self._rng = random.Random(self.profile.seed)
-        self._window: deque[float] = deque()
+        self._faults = RandomFaults(self.profile)
+        #: Per-id analysis timelines (see :class:`~asyncvox.testing.AnalysisSimulator`).
+        self.analysis = AnalysisSimulator(
+            delay=analysis_delay,
+            visible_early=analysis_visible_early,
+            seed=seed,
+            clock=clock or time.monotonic,
+        )
+        self.analysis_retry_after = analysis_retry_after
         self._pool: list[bytes] = []
         if body_pool:
             self._pool = [
@@ -251,6 +195,23 @@ class DemoServer:
         self._scripts.setdefault(call_id, deque()).extend(
             Fault(status=f) if isinstance(f, int) else f for f in faults
         )
+
+    def script_analysis(
+        self,
+        call_id: str,
+        *,
+        visible_after: float = 0.0,
+        statuses: Iterable[tuple[str, float]] = (),
+    ) -> None:
+        """Script how ``call_id``'s analysis goes, in seconds after its first request.
+
+        Not found (the API's 404) before ``visible_after`` (``math.inf``: never); then,
+        with ``statuses`` such as ``[("queued", 0), ("analyzing", 2), ("completed", 5)]``,
+        the status of the last step reached (a call stuck ``analyzing`` has no
+        ``completed`` step). ``completed``, or no statuses, serves the call as stored.
+        Raises :class:`ValueError` for a negative time or statuses out of time order.
+        """
+        self.analysis.script(call_id, make_plan(visible_after, statuses))
 
     def reset_stats(self) -> None:
         """Zero the counters."""
@@ -374,18 +335,19 @@ class DemoServer:
         if auth != self._auth_ok:
             token = auth[7:] if auth.startswith("Bearer ") else ""
             if token and token in self.forbidden_keys:
-                return self._json(403, _ERRORS[403])
+                return self._json(403, ERRORS[403])
             return self._json(401, "Invalid Bearer token" if token else "Invalid or missing Bearer token")
+        if self.analysis.active:
+            self.analysis.touch(call_id)
         fault = self._next_fault(call_id)
-        profile = self.profile
-        if fault is None and profile.rps_limit is not None:
-            wait = self._over_rps(profile.rps_limit)
-            if wait is not None:
-                return self._json(429, _ERRORS[429], {"Retry-After": f"{wait:.2f}"})
+        faults = self._faults
         if fault is None:
-            fault = self._random_fault()
-        if profile.latency is not None:
-            await asyncio.sleep(self._rng.uniform(*profile.latency))
+            wait = faults.over_rps()
+            if wait is not None:
+                return self._json(429, ERRORS[429], {"Retry-After": f"{wait:.2f}"})
+            fault = faults.pick()
+        if self.profile.latency is not None:
+            await asyncio.sleep(faults.latency())
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -402,35 +364,6 @@ class DemoServer:
                 return queue.popleft()
         return None
 
-    def _random_fault(self) -> Fault | None:
-        p = self.profile
-        if not (p.rate_429 or p.rate_5xx or p.rate_drop or p.rate_slow):
-            return None
-        r = self._rng.random()
-        if r < p.rate_429:
-            return Fault.rate_limited(p.retry_after)
-        r -= p.rate_429
-        if r < p.rate_5xx:
-            status = self._rng.choice((500, 502, 503, 504))
-            return Fault.html(status) if status == 502 else Fault(status=status)
-        r -= p.rate_5xx
-        if r < p.rate_drop:
-            return Fault.drop()
-        r -= p.rate_drop
-        if r < p.rate_slow:
-            return Fault.slow(p.slow_seconds)
-        return None
-
-    def _over_rps(self, limit: float) -> float | None:
-        now = time.monotonic()
-        window = self._window
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if len(window) >= limit:
-            return max(0.01, window[0] + 1.0 - now)
-        window.append(now)
-        return None
-
     def _drifts(self, call_id: str) -> bool:
         rate = self.profile.drift_rate
         return bool(rate) and stable_hash(f"{self.seed}:drift:{call_id}") % 10_000 < rate * 10_000
@@ -443,20 +376,30 @@ class DemoServer:
 
     def _serve(self, call_id: str) -> web.Response:
         body = self._calls.get(call_id)
+        if body is None and (not self.synthetic or self._is_missing(call_id)):
+            return web.Response(status=404, body=_NOT_FOUND, content_type="application/json")
+        view = self.analysis.view(call_id) if self.analysis.active else None
+        if view is not None and not view.visible:
+            self.stats.not_yet_visible += 1
+            retry = self.analysis_retry_after
+            headers = {"Retry-After": retry} if retry is not None else None
+            return web.Response(status=404, body=_NOT_FOUND, content_type="application/json", headers=headers)
         if body is None:
-            if not self.synthetic or self._is_missing(call_id):
-                return web.Response(status=404, body=_NOT_FOUND, content_type="application/json")
             if self._pool:
                 body = self._pool[stable_hash(call_id) % len(self._pool)]
             else:
                 drift = self._drifts(call_id)
                 body = envelope(synth_call(call_id, seed=self.seed, turns=self.turns, drift=drift))
+        if view is not None and view.status is not None:
+            self.stats.unfinished += 1
+            body = unfinished_body(body, view.status)
         return web.Response(status=200, body=body, content_type="application/json")
 
     @staticmethod
     def _json(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
-        body = msgspec.json.encode({"success": False, "error": error})
-        return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+        return web.Response(
+            status=status, body=error_body(error), content_type="application/json", headers=headers
+        )
 
     def _fault_response(self, fault: Fault) -> web.Response:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
@@ -464,4 +407,4 @@ class DemoServer:
             return web.Response(
                 status=fault.status, body=fault.body, content_type=fault.content_type, headers=headers
             )
-        return self._json(fault.status, _ERRORS.get(fault.status, "Error"), headers)
+        return self._json(fault.status, ERRORS.get(fault.status, "Error"), headers)

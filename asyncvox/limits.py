@@ -21,8 +21,10 @@ import contextlib
 import time
 from collections import deque
 
-from . import retry as _retry
-from .errors import APITimeoutError, RateLimitError
+from ._testmode import is_testing
+from .errors import APITimeoutError, ConfigurationError, RateLimitError
+
+__all__ = ["DEFAULT_THROTTLE_PAUSE", "Governor", "RetryBudget"]
 
 #: Pause after a 429 that carried no ``Retry-After``.
 DEFAULT_THROTTLE_PAUSE = 1.0
@@ -55,8 +57,10 @@ class RetryBudget:
     )
 
     def __init__(self, ratio: float = 0.5, min_per_second: float = 10.0, max_balance: float = 100.0) -> None:
-        if ratio < 0 or min_per_second < 0 or max_balance < 0:
-            raise ValueError("retry budget parameters must be >= 0")
+        settings = {"ratio": ratio, "min_per_second": min_per_second, "max_balance": max_balance}
+        for name, value in settings.items():
+            if not value >= 0:
+                raise ConfigurationError(f"RetryBudget {name} must be >= 0, got {value!r}")
         self.ratio = ratio
         self.min_per_second = min_per_second
         self.max_balance = max_balance
@@ -148,14 +152,13 @@ class Governor:
         if self._pause_until or self.in_flight >= self.limit or self._waiters:
             left = self._pause_until - loop.time()
             if deadline is not None and left > 0 and time.monotonic() + left > deadline:
-                error = RateLimitError(
+                raise RateLimitError(
                     429,
                     f"the client is pausing {left:.2f} s after a 429, past this call's total_timeout",
                     call_id=call_id,
                     retry_after=left,
+                    sent=False,
                 )
-                error.sent = False
-                raise error
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
             try:
@@ -171,12 +174,9 @@ class Governor:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(fut)
                 if isinstance(exc, TimeoutError):
-                    timeout_error = APITimeoutError(
-                        f"no free request slot within total_timeout for call_id={call_id!r}",
-                        call_id=call_id,
-                    )
-                    timeout_error.sent = False
-                    raise timeout_error from None
+                    raise APITimeoutError(
+                        "no free request slot within total_timeout", call_id=call_id, sent=False
+                    ) from None
                 raise
         else:
             self.in_flight += 1
@@ -185,11 +185,22 @@ class Governor:
         if self._interval:
             now = loop.time()
             start = max(now, self._next_start)
+            if start > now and deadline is not None and time.monotonic() + (start - now) > deadline:
+                # Never sent: no reservation is taken, so nothing has to be given back.
+                self.release()
+                raise APITimeoutError(
+                    f"rate_limit would start this call in {start - now:.2f} s, past its total_timeout",
+                    call_id=call_id,
+                    sent=False,
+                )
             self._next_start = start + self._interval
             if start > now:
                 try:
                     await asyncio.sleep(start - now)
                 except BaseException:
+                    # A call that never sends gives its start back, so the calls after it
+                    # do not wait for a request that never happened.
+                    self._next_start = max(loop.time(), self._next_start - self._interval)
                     self.release()
                     raise
 
@@ -226,7 +237,7 @@ class Governor:
         now = loop.time()
         pause = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
         # The testing switch zeroes every wait: the limit still halves, nobody pauses.
-        until = now + (0.0 if _retry.is_testing() else min(pause, self.max_pause))
+        until = now + (0.0 if is_testing() else min(pause, self.max_pause))
         if until > now and until > self._pause_until:
             self._pause_until = until
             self._simple = False

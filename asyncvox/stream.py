@@ -1,10 +1,10 @@
-"""The streaming scheduler behind ``iter_calls`` / ``get_calls``.
+"""The streaming scheduler behind ``iter_calls`` / ``fetch_calls``: :class:`CallStream`.
 
 A fixed set of worker tasks pulls ids lazily from the caller's (async) iterable, fetches
 each through the client's shared request path, and hands the results (body and the call's
 location, still undecoded) to the consumer over a bounded queue, so a slow consumer holds
 the workers back and memory stays flat. The consumer's task decodes each call right
-before yielding its :class:`FetchOutcome` (see ``client.complete``).
+before yielding its :class:`FetchOutcome` (see :meth:`asyncvox.request.Fetched.outcome`).
 
 * unordered: a queue of results of size ``workers``; ids pulled ahead of the consumer
   <= 2 x workers;
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
-from .client import complete
 from .errors import (
     AsyncvoxError,
     AuthenticationError,
@@ -35,35 +35,52 @@ from .errors import (
     PermissionDeniedError,
 )
 from .outcomes import BatchStats, FetchOutcome
-
-if TYPE_CHECKING:
-    from .client import Client, Fetched
+from .request import Fetched, Requester, call_id_problem
+from .waiting import PollSchedule, Waiting
 
 __all__ = ["FATAL_ERRORS", "CallStream"]
 
 #: Failures that doom every id of a batch: it stops and raises instead of reporting each id.
+#: (An :class:`EndpointNotFoundError` only until the API has answered once: after that, a
+#: non-API 404 is about that one id, e.g. a proxy refusing an encoded slash.)
 FATAL_ERRORS = (AuthenticationError, PermissionDeniedError, EndpointNotFoundError, ConfigurationError)
 
-_DONE: Any = object()
-_ABORTED: Any = object()
+
+class _Signal(enum.Enum):
+    DONE = "done"  # the input is exhausted and every worker finished
+    ABORTED = "aborted"  # the batch was stopped (a fatal error, or its consumer went away)
 
 
-def _bad_id(item: object) -> Fetched:
+_DONE = _Signal.DONE
+_ABORTED = _Signal.ABORTED
+
+#: What the ordered window's futures resolve to.
+_Slot = asyncio.Future[Fetched | _Signal]
+#: What travels over the queue: a result (unordered; already decoded when a wait's
+#: ``ready`` predicate needed the call), a slot (ordered), or a signal.
+_Item = Fetched | FetchOutcome | _Slot | _Signal
+
+
+def _bad_id(item: object, problem: str) -> Fetched:
     name = item if isinstance(item, str) else repr(item)
-    reason = (
-        "call id must not be empty"
-        if item == ""
-        else f"call id must be a str, got {type(item).__name__}: {item!r:.80}"
-    )
-    return (name, 0, InvalidCallIdError(reason), None, None, None)
+    return Fetched(name, 0, InvalidCallIdError(problem))
 
 
 class _Batch:
     """The engine of one batch: input, workers, output queue, stats and abort state."""
 
-    def __init__(self, client: Client, ids: Any, workers: int, ordered: bool, dedupe: bool) -> None:
-        self.client = client
+    def __init__(
+        self,
+        requester: Requester,
+        ids: Any,
+        workers: int,
+        ordered: bool,
+        dedupe: bool,
+        waiting: Waiting | None = None,
+    ) -> None:
+        self.requester = requester
         self.ordered = ordered
+        self.waiting = waiting
         self.seen: set[str] | None = set() if dedupe else None
         self.sync_ids: Iterator[Any] | None = None
         self.async_ids: AsyncIterator[Any] | None = None
@@ -74,8 +91,9 @@ class _Batch:
         else:
             raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
         total = len(ids) if hasattr(ids, "__len__") else None
-        self.stats = BatchStats(total=total, governor=client._governor)
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
+        self.stats = BatchStats(total=total, governor=requester.governor)
+        self.schedule = PollSchedule(self.stats)
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
         self.pull_lock = asyncio.Lock()
         self.exhausted = False
         self.fatal: BaseException | None = None
@@ -84,7 +102,9 @@ class _Batch:
         self.tasks: list[asyncio.Task[None]] = []
         self.finished = False
         #: Ordered mode: the head slot being awaited (kept across a timed-out ``anext``).
-        self.head: asyncio.Future[Any] | None = None
+        self.head: _Slot | None = None
+        #: Whether the API itself has answered in this batch (a 200, or its own 404).
+        self.api_answered = False
         self.busy = False
         self.watched: set[asyncio.Task[Any]] = set()
 
@@ -93,10 +113,11 @@ class _Batch:
             asyncio.create_task(self._work(), name=f"asyncvox-worker-{i}") for i in range(self.n_workers)
         ]
 
-    async def _pull(self) -> Any:
+    async def _pull(self) -> object:
         """The next raw item of the input, or ``_DONE``."""
         if self.exhausted:
             return _DONE
+        item: object
         if self.sync_ids is not None:
             item = next(self.sync_ids, _DONE)
         else:
@@ -109,10 +130,12 @@ class _Batch:
             self.exhausted = True
         return item
 
-    def _admit(self, item: Any) -> Fetched | str | None:
+    def _admit(self, item: object) -> Fetched | str | None:
         """A sendable id, a ready result for a bad one, or ``None`` for a duplicate."""
-        if not (isinstance(item, str) and item):
-            return _bad_id(item)
+        problem = call_id_problem(item)
+        if problem is not None:
+            return _bad_id(item, problem)
+        assert isinstance(item, str)
         seen = self.seen
         if seen is not None:
             if item in seen:
@@ -123,7 +146,9 @@ class _Batch:
 
     async def _work(self) -> None:
         try:
-            if self.ordered:
+            if self.waiting is not None:
+                await self._work_waiting(self.waiting)
+            elif self.ordered:
                 await self._work_ordered()
             else:
                 await self._work_unordered()
@@ -136,12 +161,25 @@ class _Batch:
         if self.running == 0 and self.fatal is None:
             await self.queue.put(_DONE)
 
+    def _check_fatal(self, fetched: Fetched) -> None:
+        """Raise the error of ``fetched`` if it dooms every id of the batch."""
+        error = fetched.error
+        if error is None:
+            if not self.api_answered:
+                self.api_answered = True
+            return
+        if isinstance(error, FATAL_ERRORS):
+            if isinstance(error, EndpointNotFoundError) and self.api_answered:
+                return  # the API answered before: this 404 is about this id only
+            raise error
+
     async def _work_unordered(self) -> None:
-        fetch = self.client._fetch
+        fetch = self.requester.fetch
         stats = self.stats
         queue = self.queue
         sync_ids = self.sync_ids
         while True:
+            item: object
             if sync_ids is not None:
                 # A plain iterator cannot be entered twice at once: no lock needed.
                 item = next(sync_ids, _DONE)
@@ -155,16 +193,16 @@ class _Batch:
                 continue
             if type(admitted) is str:
                 fetched = await fetch(admitted, stats)
-                error = fetched[2]
-                if error is not None and isinstance(error, FATAL_ERRORS):
-                    raise error
+                if fetched.error is not None or not self.api_answered:
+                    self._check_fatal(fetched)
             else:
-                fetched = admitted  # type: ignore[assignment]
+                assert isinstance(admitted, Fetched)
+                fetched = admitted
             await queue.put(fetched)
             del fetched  # don't keep a body alive through the next request
 
     async def _work_ordered(self) -> None:
-        fetch = self.client._fetch
+        fetch = self.requester.fetch
         stats = self.stats
         loop = asyncio.get_running_loop()
         while True:
@@ -176,11 +214,11 @@ class _Batch:
                     admitted = self._admit(item)
                     if admitted is not None:
                         break
-                slot: asyncio.Future[Fetched] = loop.create_future()
+                slot: _Slot = loop.create_future()
                 # Enqueued before the fetch, under the lock: queue order is input order.
                 await self.queue.put(slot)
-            if type(admitted) is not str:
-                slot.set_result(admitted)  # type: ignore[arg-type]
+            if not isinstance(admitted, str):
+                slot.set_result(admitted)
                 continue
             try:
                 fetched = await fetch(admitted, stats)
@@ -189,11 +227,55 @@ class _Batch:
                     slot.set_result(_ABORTED)
             if slot.done():
                 continue  # the batch was aborted meanwhile
-            error = fetched[2]
-            if error is not None and isinstance(error, FATAL_ERRORS):
-                slot.set_result(_ABORTED)
-                raise error
+            if fetched.error is not None or not self.api_answered:
+                try:
+                    self._check_fatal(fetched)
+                except AsyncvoxError:
+                    slot.set_result(_ABORTED)
+                    raise
             slot.set_result(fetched)
+
+    async def _work_waiting(self, waiting: Waiting) -> None:
+        """Unordered, with polls: due polls first, then new ids, else wait for either."""
+        fetch = self.requester.fetch
+        stats = self.stats
+        schedule = self.schedule
+        while True:
+            now = time.monotonic()
+            pending = schedule.pop_due(now)
+            if pending is None:
+                if self.exhausted or self.pull_lock.locked():
+                    if self.exhausted and not schedule and not schedule.active:
+                        schedule.notify()  # let the other idle workers see the end too
+                        return
+                    await schedule.wait(now)
+                    continue
+                async with self.pull_lock:
+                    item = await self._pull()
+                schedule.notify()  # the input is free again (or exhausted)
+                if item is _DONE:
+                    continue
+                admitted = self._admit(item)
+                if admitted is None:
+                    continue
+                if not isinstance(admitted, str):
+                    await self.queue.put(admitted)
+                    continue
+                pending = waiting.start(admitted, now)
+            schedule.active += 1
+            try:
+                fetched = await fetch(pending.call_id, stats)
+            finally:
+                schedule.active -= 1
+            if fetched.error is not None or not self.api_answered:
+                self._check_fatal(fetched)
+            result = waiting.judge(pending, fetched, time.monotonic())
+            if result is None:
+                schedule.push(pending)
+                continue
+            schedule.notify()
+            await self.queue.put(result)
+            del fetched, result
 
     def abort(self, exc: BaseException) -> None:
         """Stop every worker and make the consumer raise ``exc`` next."""
@@ -230,11 +312,12 @@ class _Batch:
                 "consume it from one task and fan its outcomes out yourself"
             )
         self.busy = True
+        item: _Item
         try:
             head = self.head
             if head is None:
                 item = await self.queue.get()
-                if self.ordered and isinstance(item, asyncio.Future):
+                if isinstance(item, asyncio.Future):
                     head = self.head = item
             if head is not None:
                 if not head.done():
@@ -248,12 +331,16 @@ class _Batch:
             raise
         finally:
             self.busy = False
-        if item is _DONE or item is _ABORTED:
+        if isinstance(item, _Signal):
             await self.close()
             if self.fatal is not None:
                 raise self.fatal
             raise StopAsyncIteration
-        outcome = complete(item)
+        if isinstance(item, Fetched):
+            outcome = item.outcome()
+        else:
+            assert isinstance(item, FetchOutcome)
+            outcome = item
         self.stats.record(outcome)
         return outcome
 
@@ -311,18 +398,17 @@ class CallStream:
 
     def __init__(
         self,
-        client: Client,
+        requester: Requester,
         ids: Iterable[Any] | AsyncIterable[Any],
         *,
-        concurrency: int | None = None,
+        workers: int,
         ordered: bool = False,
         dedupe: bool = True,
+        waiting: Waiting | None = None,
+        before_start: Callable[[], object] = lambda: None,
     ) -> None:
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        workers = min(concurrency or client.concurrency, client.concurrency)
-        self._client = client
-        self._batch = _Batch(client, ids, workers, ordered, dedupe)
+        self._before_start = before_start
+        self._batch = _Batch(requester, ids, workers, ordered, dedupe, waiting)
         self._started = False
 
     @property
@@ -335,7 +421,7 @@ class CallStream:
 
     async def __anext__(self) -> FetchOutcome:
         if not self._started:
-            self._client._ready()
+            self._before_start()
             self._started = True
             self._batch.start()
         return await self._batch.next()

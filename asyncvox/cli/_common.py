@@ -1,0 +1,65 @@
+"""What every command shares: exit codes, running a coroutine, the client and its options."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+import asyncvox
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: Errors that no retry or other id can fix: exit 2 with one line.
+CONFIG_ERRORS = (
+    asyncvox.ConfigurationError,
+    asyncvox.AuthenticationError,
+    asyncvox.PermissionDeniedError,
+    asyncvox.EndpointNotFoundError,
+)
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with exit 2 and one line on stderr: ``asyncvox: error: <message>``."""
+    click.echo(f"asyncvox: error: {message}", err=True)
+    raise SystemExit(EXIT_USAGE)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when installed (``asyncvox[speed]``), mapping errors to exit codes."""
+    try:
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            return asyncio.run(coro)
+        return uvloop.run(coro)  # type: ignore[no-any-return, unused-ignore]
+    except KeyboardInterrupt:
+        click.echo("asyncvox: interrupted", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except CONFIG_ERRORS as exc:
+        fail(str(exc))
+
+
+def make_client(api_key: str | None, base_url: str | None, **kwargs: Any) -> asyncvox.Client:
+    """A :class:`asyncvox.Client`, or exit 2 with one line if its configuration is wrong."""
+    try:
+        return asyncvox.Client(api_key, base_url, **kwargs)
+    except asyncvox.ConfigurationError as exc:
+        fail(str(exc))
+
+
+#: ``--api-key`` (``ASYNCVOX_API_KEY``), for commands that talk to the API.
+api_key_option = click.option(
+    "--api-key",
+    envvar="ASYNCVOX_API_KEY",
+    show_envvar=True,
+    help="Bearer token (never printed).",
+)
+#: ``--base-url`` (``ASYNCVOX_BASE_URL``), for commands that talk to the API.
+base_url_option = click.option(
+    "--base-url", envvar="ASYNCVOX_BASE_URL", show_envvar=True, help="API base URL."
+)

@@ -1,0 +1,140 @@
+"""``asyncvox fetch``: ids file -> resumable JSONL export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import click
+import msgspec
+
+from ._common import EXIT_FAILED, EXIT_OK, api_key_option, base_url_option, fail, make_client, run
+from ._export import Export, ExportError, ExportExistsError, OutputError
+from ._ids import MAX_ID_BYTES, IdsFile, RejectedLine, read_ids
+from ._job import export_ids
+from ._progress import summary_lines
+
+
+@click.command()
+@click.argument("ids_file", type=click.Path(exists=True, allow_dash=True, dir_okay=False), default="-")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSONL file of calls (sidecars: .missing, .failed.jsonl, .done).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run; skip ids already done.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Most requests started per second.",
+)
+@click.option("--max-retries", type=click.IntRange(0, 50), default=4, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds per attempt.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Wait up to SECONDS per id for its analysis to finish; each call is written as it "
+    "becomes ready, the rest go to --out's .not-ready.jsonl sidecar.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress, no summary on stderr.")
+@click.option("--json-summary", is_flag=True, help="Print the run's figures as JSON on stdout.")
+@api_key_option
+@base_url_option
+def fetch(
+    ids_file: str,
+    out: Path,
+    resume: bool,
+    force: bool,
+    concurrency: int,
+    rate_limit: float | None,
+    max_retries: int,
+    timeout: float,
+    wait: float | None,
+    quiet: bool,
+    json_summary: bool,
+    api_key: str | None,
+    base_url: str | None,
+) -> None:
+    """Fetch the calls whose ids are in IDS_FILE (one per line; - for stdin) into --out.
+
+    Exit status: 0 every id fetched or reported not found, 1 some ids failed or were not
+    ready in time (or a line was too long to be an id), 2 usage, configuration or file
+    error (missing or rejected key, wrong base URL, an output that cannot be written, a
+    journal that does not match its files), 130 interrupted.
+    """
+    client = make_client(
+        api_key,
+        base_url,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+    source = IdsFile(ids_file)
+    export = Export(out)
+    try:
+        export.open(resume=resume, overwrite=force, ids=source)
+    except ExportExistsError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ExportError as exc:
+        _export_failed(exc)
+    # Ids journalled as done that this run's ids never mention: only tracked when the
+    # journal's ids could not be checked up front (stdin), to say so at the end.
+    unseen = None if export.ids_verified else set(export.done_before)
+    rejected = 0
+
+    def reject(line: RejectedLine) -> None:
+        nonlocal rejected
+        rejected += 1
+        export.reject(
+            line.start.decode("utf-8", "replace") + "...",
+            "InvalidCallIdError",
+            f"{source.name}, line {line.lineno}: {line.length} bytes, longer than the "
+            f"{MAX_ID_BYTES}-byte limit of an id",
+        )
+
+    try:
+        try:
+            total = source.count_lines()
+            with click.open_file(ids_file, "rb") as fh:
+                ids = read_ids(fh, source.name, skip=export.done_before, on_rejected=reject, unseen=unseen)
+                stats = run(
+                    export_ids(client, ids, export, show_progress=not quiet, total=total, wait=wait)
+                )
+        finally:
+            export.close()
+    except ExportError as exc:
+        _export_failed(exc)
+    if export.done_before and not quiet:
+        click.echo(f"resumed: {len(export.done_before)} ids were already done", err=True)
+    if not quiet:
+        for line in summary_lines(stats, export, rejected=rejected):
+            click.echo(line, err=True)
+    if json_summary:
+        summary = {**stats.summary(), "rejected": rejected, "not_ready": export.not_ready}
+        click.echo(msgspec.json.encode(summary).decode())
+    if unseen:
+        fail(
+            f"{len(unseen)} ids {export.done_path} records as done are not in {source.name}: the "
+            f"journal was started from other ids, so {out} holds calls of both"
+        )
+    raise SystemExit(EXIT_FAILED if stats.failed or rejected else EXIT_OK)
+
+
+def _export_failed(exc: ExportError) -> NoReturn:
+    if isinstance(exc, OutputError) and exc.action == "write":
+        fail(f"{exc} (what was finished is kept: fix this and re-run with --resume)")
+    fail(str(exc))

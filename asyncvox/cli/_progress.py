@@ -1,0 +1,69 @@
+"""What a run shows on stderr: the live progress bar and the closing summary lines."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+import asyncvox
+
+from ._export import Export
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, total: int | None) -> Iterator[Callable[[asyncvox.BatchStats], None]]:
+    """A live progress bar on stderr, only when it is a terminal and not ``--quiet``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda stats: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]fetching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("fetch", total=total, detail="")
+
+    def update(stats: asyncvox.BatchStats) -> None:
+        bar.update(
+            task,
+            completed=stats.done,
+            detail=(
+                f"found {stats.found} missing {stats.missing} failed {stats.failed} "
+                + (f"pending {stats.pending} " if stats.pending else "")
+                + f"retries {stats.retries} in-flight {stats.in_flight}/{stats.limit}"
+            ),
+        )
+
+    with bar:
+        yield update
+
+
+def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int = 0) -> list[str]:
+    """The run's figures and where its files went, one line each."""
+    s = stats.summary()
+    causes = ", ".join(f"{k}: {v}" for k, v in sorted(s["retries_by_cause"].items())) or "none"
+    lines = [
+        f"found {s['found']}, not found {s['missing']}, failed {s['failed']} "
+        f"({s['done']} ids in {s['elapsed_s']:.1f} s, {s['calls_per_s'] or 0:.0f} calls/s)",
+        f"requests {s['requests']}, retries {s['retries']} ({causes})",
+        *([f"ids lines too long to be an id: {rejected} (in the failures file)"] if rejected else []),
+        f"calls -> {export.out}",
+    ]
+    if export.missing:
+        lines.append(f"not found ids -> {export.missing_path}")
+    if export.failed:
+        lines.append(f"failures -> {export.failed_path} (re-run with --resume to retry them)")
+    if export.not_ready:
+        lines.append(
+            f"not ready when their wait ran out: {export.not_ready} -> {export.not_ready_path} "
+            "(re-run with --resume to wait for them again)"
+        )
+    return lines

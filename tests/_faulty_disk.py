@@ -1,0 +1,53 @@
+"""Run the CLI with the export's files failing like a broken disk: ``python _faulty_disk.py ARGS``.
+
+Tests run as root, whom a read-only directory does not stop, and no test may fill a real
+disk; so the export's file opener (``asyncvox.cli._files.open_file``, a documented seam)
+is swapped for one whose files fail as the kernel's would. ``$FAULTY_DISK`` says how:
+
+* ``full:SUFFIX:N`` -- the N-th write to the file whose name ends with SUFFIX writes only
+  half its bytes, and every write after it (to any file) raises ENOSPC;
+* ``readonly:ERRNO`` -- opening any file for writing raises that errno (EROFS, EACCES).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from asyncvox.cli import _files, main
+
+mode, *spec = os.environ["FAULTY_DISK"].split(":")
+state = {"full": False}
+
+
+class _FullDiskFile(io.FileIO):
+    def __init__(self, path: Path, how: str) -> None:
+        super().__init__(path, how)
+        self.writes = 0
+        self.doomed = str(path).endswith(spec[0]) if mode == "full" else False
+
+    def write(self, data: Any) -> int:
+        enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if state["full"]:
+            raise enospc
+        self.writes += 1
+        if self.doomed and self.writes == int(spec[1]):
+            # The kernel's way: a short write, then ENOSPC on the next one.
+            state["full"] = True
+            view = memoryview(data)
+            return super().write(view[: len(view) // 2]) or 0
+        return super().write(data) or 0
+
+
+def _open(path: Path, how: str) -> BinaryIO:
+    if mode == "readonly":
+        code = getattr(errno, spec[0])
+        raise OSError(code, os.strerror(code), str(path))
+    return _FullDiskFile(path, how)  # type: ignore[return-value]
+
+
+_files.open_file = _open
+main()

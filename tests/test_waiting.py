@@ -1,0 +1,198 @@
+"""Waiting for calls to be analysed: ``wait_for_call`` and ``iter_calls(wait=...)``
+against the demo server's analysis simulation (calls 404 until analysed), and the
+bookkeeping (no task per id) over a socket-free transport."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import pickle
+
+import pytest
+from conftest import API_KEY
+
+import asyncvox
+from asyncvox.testing import DemoServer, Fault, MockTransport
+
+#: Polls every 20-50 ms so that the tests stay short; the default starts at ~1 s.
+FAST = asyncvox.PollPolicy(first=0.02, factor=1.5, cap=0.05, jitter=0.1)
+
+
+async def test_wait_for_call_returns_the_call_once_its_analysis_is_done(server: DemoServer) -> None:
+    server.script_analysis(
+        "up-1",
+        visible_after=0.1,
+        statuses=[("queued", 0.1), ("in_progress", 0.15), ("analyzing", 0.2), ("completed", 0.3)],
+    )
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        call = await client.wait_for_call("up-1", timeout=10, poll=FAST)
+    assert call.status == "completed"
+    assert server.stats.requests_for("up-1") >= 3  # 404s and unfinished statuses first
+
+
+async def test_a_call_that_never_appears_ends_with_call_not_ready(server: DemoServer) -> None:
+    server.script_analysis("ghost", visible_after=math.inf)
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        with pytest.raises(asyncvox.CallNotReadyError) as info:
+            await client.wait_for_call("ghost", timeout=0.3, poll=FAST)
+    error = info.value
+    assert error.found is False and error.last_status is None
+    assert error.waited >= 0.3 and error.polls >= 2
+    assert error.polls == server.stats.requests_for("ghost")
+    assert "never found" in str(error)
+    assert pickle.loads(pickle.dumps(error)).polls == error.polls
+
+
+async def test_a_call_stuck_analyzing_ends_with_its_last_status(server: DemoServer) -> None:
+    server.script_analysis("stuck", statuses=[("queued", 0), ("analyzing", 0.05)])
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        outcomes = await client.fetch_calls(["stuck"], wait=0.4, poll=FAST)
+    error = outcomes[0].error
+    assert isinstance(error, asyncvox.CallNotReadyError)
+    assert error.found is True and error.last_status == "analyzing"
+
+
+async def test_calls_arrive_exactly_once_each_in_completion_order(server: DemoServer) -> None:
+    # Input order is the reverse of readiness: the stream must not hold early ones back.
+    ids = [f"rev-{i}" for i in range(6)]
+    for i, call_id in enumerate(ids):
+        server.script_analysis(call_id, visible_after=0.25 * (len(ids) - 1 - i))
+    async with (
+        asyncvox.Client(API_KEY, server.base_url) as client,
+        client.iter_calls(ids, wait=10, poll=FAST) as stream,
+    ):
+        arrived = [o.call_id async for o in stream if o.found]
+    assert arrived == ids[::-1]
+    assert stream.stats.pending == 0 and stream.stats.found == len(ids)
+
+
+async def test_random_analysis_delays_none_missing_none_twice() -> None:
+    async with DemoServer(api_key=API_KEY, turns=2, analysis_delay=(0.05, 0.6), seed=7) as server:
+        ids = [f"r-{i}" for i in range(120)]
+        async with asyncvox.Client(API_KEY, server.base_url, concurrency=8) as client:
+            outcomes = await client.fetch_calls(ids, wait=20, poll=FAST)
+    assert [o.call_id for o in outcomes] == ids  # fetch_calls keeps input order
+    assert all(o.found and o.call is not None and o.call.status == "completed" for o in outcomes)
+    assert server.stats.not_yet_visible > 0  # the 404s were read as "not yet"
+
+
+async def test_a_ready_predicate_overrides_the_default(server: DemoServer) -> None:
+    server.script_analysis("half", statuses=[("analyzing", 0), ("completed", 0.2)])
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        early = await client.wait_for_call("half", timeout=5, poll=FAST, ready=lambda call: True)
+        assert early.status == "analyzing"
+        done = await client.wait_for_call(
+            "half", timeout=5, poll=FAST, ready=lambda c: c.status == "completed"
+        )
+        assert done.status == "completed"
+
+
+@pytest.mark.real_waits
+async def test_the_servers_retry_after_on_the_404_sets_the_poll_interval() -> None:
+    async with DemoServer(api_key=API_KEY, turns=2, record=True, analysis_retry_after="1") as server:
+        server.script_analysis("slow", visible_after=0.5)
+        async with asyncvox.Client(API_KEY, server.base_url) as client:
+            call = await client.wait_for_call("slow", timeout=10, poll=FAST)
+        assert call is not None
+        assert server.log is not None
+        times = [r.arrived for r in server.log if r.call_id == "slow"]
+    assert len(times) == 2  # one 404 (with Retry-After: 1), then the call
+    assert times[1] - times[0] >= 1.0 - 0.02
+
+
+async def test_errors_keep_their_meaning_while_waiting(server: DemoServer) -> None:
+    server.script_analysis("w", visible_after=math.inf)
+    async with asyncvox.Client("wrong-key", server.base_url) as client:
+        with pytest.raises(asyncvox.AuthenticationError):
+            await client.wait_for_call("w", timeout=5, poll=FAST)
+    async with asyncvox.Client(API_KEY, server.base_url + "/nope") as client:
+        with pytest.raises(asyncvox.EndpointNotFoundError):
+            await client.fetch_calls(["w", "x"], wait=5, poll=FAST)
+    server.script("broken", [500] * 10)
+    async with asyncvox.Client(API_KEY, server.base_url, max_retries=1) as client:
+        outcome = (await client.fetch_calls(["broken"], wait=5, poll=FAST))[0]
+    assert isinstance(outcome.error, asyncvox.ServerError)  # not "not ready": a real failure
+
+
+async def test_polls_go_through_the_shared_governor(server: DemoServer) -> None:
+    server.script_analysis("g", visible_after=0.1)
+    server.script("g", [Fault.rate_limited("0"), Fault.rate_limited("0")])
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        call = await client.wait_for_call("g", timeout=10, poll=FAST)
+        assert call is not None
+        assert client.governor.throttled == 2
+
+
+async def test_cancelling_a_wait_stops_its_polling(server: DemoServer) -> None:
+    server.script_analysis("c", visible_after=math.inf)
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        polled = asyncio.Event()
+        server.on_request = lambda _id: polled.set()
+        task = asyncio.create_task(client.wait_for_call("c", timeout=60, poll=FAST))
+        await polled.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert client.governor.in_flight == 0
+
+
+async def test_ten_thousand_pending_ids_hold_no_task_per_id() -> None:
+    n = 10_000
+    all_seen = asyncio.Event()
+    seen = 0
+
+    def not_yet(url: str) -> asyncvox.Response:
+        nonlocal seen
+        seen += 1
+        if seen == n:
+            all_seen.set()
+        return asyncvox.Response(404, b'{"success":false,"error":"Call not found"}')
+
+    mock = MockTransport(not_yet)
+    slow = asyncvox.PollPolicy(first=30, cap=30)
+    async with asyncvox.Client(API_KEY, "http://api.test/v1", transport=mock, concurrency=16) as client:
+        stream = client.iter_calls((f"p-{i}" for i in range(n)), wait=60, poll=slow)
+        consumer = asyncio.create_task(anext(stream))
+        await all_seen.wait()
+        tasks = len(asyncio.all_tasks())
+        assert stream.stats.pending == n
+        await stream.aclose()
+        consumer.cancel()
+    # the test's own task, the consumer and the 16 workers: nothing per id
+    assert tasks <= 16 + 3
+    assert len(mock.requests) == n  # one first poll each, nothing due again yet
+
+
+async def test_closing_a_waiting_stream_stops_polling_at_once() -> None:
+    polled_twice = asyncio.Event()
+    requests = 0
+
+    def not_yet(url: str) -> asyncvox.Response:
+        nonlocal requests
+        requests += 1
+        if requests == 100:
+            polled_twice.set()
+        return asyncvox.Response(404, b'{"success":false,"error":"Call not found"}')
+
+    mock = MockTransport(not_yet)
+    async with asyncvox.Client(API_KEY, "http://api.test/v1", transport=mock) as client:
+        async with client.iter_calls([f"x-{i}" for i in range(50)], wait=60, poll=FAST) as stream:
+            consumer = asyncio.create_task(anext(stream))
+            await polled_twice.wait()
+            assert stream.stats.pending > 0
+        # aclose() returned: every worker is gone, so nothing is left that could poll
+        others = asyncio.all_tasks() - {asyncio.current_task(), consumer}
+        assert not others
+        consumer.cancel()
+
+
+def test_wait_settings_are_checked() -> None:
+    client = asyncvox.Client(API_KEY, "http://127.0.0.1:9/v1")
+    with pytest.raises(asyncvox.ConfigurationError, match="wait"):
+        client.iter_calls(["a"], wait=0)
+    with pytest.raises(asyncvox.ConfigurationError, match="ordered"):
+        client.iter_calls(["a"], wait=5, ordered=True)
+    with pytest.raises(asyncvox.ConfigurationError, match="only apply with wait"):
+        client.iter_calls(["a"], poll=FAST)
+    with pytest.raises(asyncvox.ConfigurationError, match="factor"):
+        asyncvox.PollPolicy(factor=0.5)
