@@ -131,33 +131,34 @@ def distribution(
     return Plot(key, title, reading, _svg(fig, key))
 
 
-def timeline(key: str, title: str, created: Sequence[datetime], failed: Sequence[bool]) -> Plot:
-    """Calls and failed calls per hour, day or week (chosen by the span)."""
+def timeline(key: str, title: str, stamps: Sequence[float], failed: Sequence[bool]) -> Plot:
+    """Calls and failed calls per hour, day or week (chosen by the span); ``stamps`` are
+    epoch seconds, ``failed`` says for each whether it failed."""
     import numpy as np
 
-    if not created:
+    if not len(stamps):
         return Plot(key, title, "No call has a creation time.", None)
-    stamps = np.array([c.timestamp() for c in created])
+    at = np.asarray(stamps, dtype=float)
     bad = np.asarray(failed, dtype=bool)
-    span = stamps.max() - stamps.min()
+    span = at.max() - at.min()
     step, unit = (
         (3600, "hour")
         if span <= 2 * 86400
         else ((86400, "day") if span <= 120 * 86400 else (7 * 86400, "week"))
     )
-    start = stamps.min() - stamps.min() % step
-    edges = np.arange(start, stamps.max() + step, step)
+    start = at.min() - at.min() % step
+    edges = np.arange(start, at.max() + step, step)
     if len(edges) < 2:
         edges = np.array([start, start + step])
-    counts, _ = np.histogram(stamps, bins=edges)
-    fails, _ = np.histogram(stamps[bad], bins=edges)
+    counts, _ = np.histogram(at, bins=edges)
+    fails, _ = np.histogram(at[bad], bins=edges)
     share = fails / np.maximum(counts, 1)
     worst = int(np.argmax(np.where(counts >= max(3, counts.max() * 0.1), share, -1)))
-    first, last = (datetime.fromtimestamp(t, UTC) for t in (stamps.min(), stamps.max()))
+    first, last = (datetime.fromtimestamp(t, UTC) for t in (at.min(), at.max()))
     fmt = "%Y-%m-%d %H:%M" if unit == "hour" else "%Y-%m-%d"
     worst_start = datetime.fromtimestamp(edges[worst], UTC)
     reading = (
-        f"{_n(len(stamps))} calls from {first:%Y-%m-%d} to {last:%Y-%m-%d}; {_pct(float(bad.mean()))} "
+        f"{_n(len(at))} calls from {first:%Y-%m-%d} to {last:%Y-%m-%d}; {_pct(float(bad.mean()))} "
         f"failed overall, the most in the {unit} from {worst_start:{fmt}} "
         f"({_pct(float(share[worst]))} of {_n(counts[worst])})"
     )
@@ -265,7 +266,7 @@ def interruptions(key: str, title: str, per_call: Sequence[int]) -> Plot:
     """How many interruptions calls have: a bar per count (the tail folded into one)."""
     import numpy as np
 
-    if not per_call:
+    if not len(per_call):
         return Plot(key, title, "No call lists its interruptions.", None)
     values = np.asarray(per_call, dtype=int)
     cap = int(max(1, min(values.max(), np.percentile(values, 99), 30)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -92,50 +91,82 @@ def _load(source: Tables | str | os.PathLike[str], dedupe: bool) -> _Data:
     return _Data(pa.concat_tables(calls), pa.concat_tables(evaluations), tuple(bad), count, str(path))
 
 
-def _floats(table: Any, column: str) -> list[float]:
-    return [v for v in table.column(column).to_pylist() if v is not None]
+# The report works on Arrow columns (compute kernels, group-bys) and hands numpy arrays
+# or a few aggregated rows to the plots: a 100,000-call report never makes Python
+# objects of every value.
 
 
-def _group_bars(calls: Any, name_col: str, id_col: str) -> list[_plots.Bar]:
-    """Results per group, keyed by id (else name) and shown by name where any call has it."""
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    label: dict[str, str] = {}
-    names, ids = calls.column(name_col).to_pylist(), calls.column(id_col).to_pylist()
-    for name, gid, result in zip(names, ids, calls.column("result").to_pylist(), strict=True):
-        key = gid or name
-        if key is None:
+def _values(table: Any, column: str) -> Any:
+    """The column's non-null values as a numpy array."""
+    return table.column(column).drop_null().to_numpy()
+
+
+def _is(pa: Any, column: Any, value: Any) -> Any:
+    """``column == value`` as int64 0/1, null counting as 0."""
+    pc = pa.compute
+    return pc.fill_null(pc.equal(column, value), False).cast(pa.int64())
+
+
+def _tally(pa: Any, key: Any, passed: Any, failed: Any, label: Any | None = None) -> list[_plots.Bar]:
+    """Passed / failed / other counts per key (rows with a null key are left out)."""
+    cols = {"key": key, "p": passed, "f": failed}
+    aggs = [("p", "sum"), ("f", "sum"), ("p", "count")]
+    if label is not None:
+        cols["label"] = label
+        aggs.append(("label", "min"))  # a name any row of the group gives (the same for all)
+    bars = []
+    for row in pa.table(cols).group_by("key").aggregate(aggs).to_pylist():
+        if row["key"] is None:
             continue
-        if name:
-            label.setdefault(key, name)
-        tally[key][0 if result == "success" else 1 if result == "failure" else 2] += 1
-    return [_plots.Bar(label.get(key, key), *counts) for key, counts in tally.items()]
+        name = row.get("label_min") or row["key"]
+        bars.append(
+            _plots.Bar(name, row["p_sum"], row["f_sum"], row["p_count"] - row["p_sum"] - row["f_sum"])
+        )
+    return bars
 
 
-def _evaluation_bars(evaluations: Any) -> list[_plots.Bar]:
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    cols = [evaluations.column(c).to_pylist() for c in ("evaluation_name", "evaluation_id", "success")]
-    for name, eid, success in zip(*cols, strict=True):
-        tally[name or eid or "(unnamed)"][0 if success is True else 1 if success is False else 2] += 1
-    return [_plots.Bar(label, *counts) for label, counts in tally.items()]
+def _group_bars(pa: Any, calls: Any, name_col: str, id_col: str) -> list[_plots.Bar]:
+    """Call results per group, keyed by id (else name) and shown by name where a call has it."""
+    result = calls.column("result")
+    return _tally(
+        pa,
+        pa.compute.coalesce(calls.column(id_col), calls.column(name_col)),
+        _is(pa, result, "success"),
+        _is(pa, result, "failure"),
+        calls.column(name_col),
+    )
+
+
+def _evaluation_bars(pa: Any, evaluations: Any) -> list[_plots.Bar]:
+    """Verdicts per evaluation, by the name a person reads (else the evaluation's id)."""
+    key = pa.compute.coalesce(
+        evaluations.column("evaluation_name"), evaluations.column("evaluation_id"), pa.scalar("(unnamed)")
+    )
+    success = evaluations.column("success")
+    return _tally(pa, key, _is(pa, success, True), _is(pa, success, False))
+
+
+def _value_counts(column: Any) -> dict[Any, int]:
+    """How often each value occurs, ``None`` included."""
+    counts = column.value_counts().to_pylist() if len(column) else []
+    return {c["values"]: c["counts"] for c in counts}
 
 
 def _plots_for(data: _Data) -> list[_plots.Plot]:
+    pa = pyarrow()
+    pc = pa.compute
     calls = data.calls
-    created_results = [
-        (c, r == "failure")
-        for c, r in zip(
-            calls.column("created_at").to_pylist(), calls.column("result").to_pylist(), strict=True
-        )
-        if c is not None
-    ]
-    reasons = Counter(r for r in calls.column("failure_reason").to_pylist() if r)
+    has_time = pc.is_valid(calls.column("created_at"))
+    stamps = pc.cast(pc.filter(calls.column("created_at"), has_time), pa.int64()).to_numpy() / 1e6
+    failed = pc.filter(_is(pa, calls.column("result"), "failure"), has_time).to_numpy() == 1
+    reasons = {r: n for r, n in _value_counts(calls.column("failure_reason")).items() if r}
     return [
         _plots.distribution(
             "latency",
             "Response latency per call (ms)",
             [
-                ("p50 latency", _floats(calls, "latency_p50_ms")),
-                ("p95 latency", _floats(calls, "latency_p95_ms")),
+                ("p50 latency", _values(calls, "latency_p50_ms")),
+                ("p95 latency", _values(calls, "latency_p95_ms")),
             ],
             unit="ms",
             threshold=LATENCY_BUDGET_MS,
@@ -144,7 +175,7 @@ def _plots_for(data: _Data) -> list[_plots.Plot]:
         _plots.distribution(
             "first-word",
             "Time to first word (ms)",
-            [("time to first word", _floats(calls, "time_to_first_word_ms"))],
+            [("time to first word", _values(calls, "time_to_first_word_ms"))],
             unit="ms",
             threshold=FIRST_WORD_BUDGET_MS,
             empty="No call has a time to first word.",
@@ -152,13 +183,13 @@ def _plots_for(data: _Data) -> list[_plots.Plot]:
         _plots.timeline(
             "timeline",
             "Calls and failures over time",
-            [c for c, _ in created_results],
-            [f for _, f in created_results],
+            stamps,
+            failed,
         ),
         _plots.pass_rates(
             "evaluations",
             "Evaluation pass rates by evaluation (worst first)",
-            _evaluation_bars(data.evaluations),
+            _evaluation_bars(pa, data.evaluations),
         ),
         _plots.counts(
             "failure-reasons", "Failure reasons", list(reasons.items()), total=sum(reasons.values())
@@ -166,29 +197,27 @@ def _plots_for(data: _Data) -> list[_plots.Plot]:
         _plots.bars_by_group(
             "scenarios",
             "Results by scenario",
-            _group_bars(calls, "scenario_name", "scenario_id"),
+            _group_bars(pa, calls, "scenario_name", "scenario_id"),
             what="scenario",
         ),
         _plots.bars_by_group(
             "test-agents",
             "Results by test agent",
-            _group_bars(calls, "test_agent_name", "test_agent_id"),
+            _group_bars(pa, calls, "test_agent_name", "test_agent_id"),
             what="test agent",
         ),
         _plots.interruptions(
             "interruptions",
             "Interruptions per call",
-            [int(v) for v in calls.column("interruption_count").to_pylist() if v is not None],
+            _values(calls, "interruption_count"),
         ),
     ]
 
 
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+def _median(values: Any) -> float | None:
+    import numpy as np
+
+    return float(np.median(values)) if len(values) else None
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -200,52 +229,59 @@ def _share(part: int, whole: int) -> str:
 
 
 def _summary(data: _Data) -> list[tuple[str, str]]:
+    pa = pyarrow()
+    pc = pa.compute
     calls, evals = data.calls, data.evaluations
     n = calls.num_rows
-    created = [c for c in calls.column("created_at").to_pylist() if c is not None]
-    results = Counter(calls.column("result").to_pylist())
-    statuses = Counter(s or "(none)" for s in calls.column("status").to_pylist())
-    success = evals.column("success").to_pylist()
-    critical = evals.column("is_critical").to_pylist()
-    interruptions = [v for v in calls.column("interruption_count").to_pylist() if v is not None]
-    errors = [v for v in calls.column("error_count").to_pylist() if v is not None]
     rows = [
         (
             "Calls",
             f"{n:,}" + (f" ({data.bad_line_count:,} input lines skipped)" if data.bad_line_count else ""),
         )
     ]
-    if created:
-        rows.append(("Created", f"{min(created):%Y-%m-%d %H:%M} to {max(created):%Y-%m-%d %H:%M} UTC"))
-    rows.append(("Status", " · ".join(f"{s} {c:,}" for s, c in statuses.most_common(5)) or "-"))
+    span = pc.min_max(calls.column("created_at")).as_py()
+    if span["min"] is not None:
+        rows.append(("Created", f"{span['min']:%Y-%m-%d %H:%M} to {span['max']:%Y-%m-%d %H:%M} UTC"))
+    statuses = sorted(_value_counts(calls.column("status")).items(), key=lambda kv: -kv[1])
+    rows.append(("Status", " · ".join(f"{s or '(none)'} {c:,}" for s, c in statuses[:5]) or "-"))
+    results = _value_counts(calls.column("result"))
+    none = results.get(None, 0)
     rows.append(
         (
             "Result",
-            f"success {_share(results['success'], n)} · failure {_share(results['failure'], n)}"
-            + (f" · none {results[None]:,}" if results[None] else ""),
+            f"success {_share(results.get('success', 0), n)} · failure {_share(results.get('failure', 0), n)}"
+            + (f" · none {none:,}" if none else ""),
         )
     )
-    verdicts = [s for s in success if s is not None]
-    critical_failed = sum(1 for s, c in zip(success, critical, strict=True) if c and s is False)
+    success = evals.column("success")
+    passed = pc.sum(_is(pa, success, True)).as_py() or 0
+    verdicts = len(success) - success.null_count
+    critical = pc.fill_null(evals.column("is_critical"), False).cast(pa.int64())
+    critical_failed = pc.sum(pc.multiply(critical, _is(pa, success, False))).as_py() or 0
     rows.append(
         (
             "Evaluation results",
-            f"{len(success):,}, passed {_share(sum(verdicts), len(verdicts))}"
+            f"{len(success):,}, passed {_share(passed, verdicts)}"
             f" · critical ones failed: {critical_failed:,}",
         )
     )
+    interruptions = _values(calls, "interruption_count")
+    errors = _values(calls, "error_count")
     rows += [
-        ("Latency p50, median of calls", _fmt(_median(_floats(calls, "latency_p50_ms")), "ms")),
-        ("Latency p95, median of calls", _fmt(_median(_floats(calls, "latency_p95_ms")), "ms")),
-        ("Time to first word, median", _fmt(_median(_floats(calls, "time_to_first_word_ms")), "ms")),
-        ("Call duration, median", _fmt(_median(_floats(calls, "duration_s")), "s")),
+        ("Latency p50, median of calls", _fmt(_median(_values(calls, "latency_p50_ms")), "ms")),
+        ("Latency p95, median of calls", _fmt(_median(_values(calls, "latency_p95_ms")), "ms")),
+        ("Time to first word, median", _fmt(_median(_values(calls, "time_to_first_word_ms")), "ms")),
+        ("Call duration, median", _fmt(_median(_values(calls, "duration_s")), "s")),
         (
             "Interruptions",
-            f"{sum(interruptions):,} in all, {sum(interruptions) / len(interruptions):.1f} per call"
-            if interruptions
+            f"{int(interruptions.sum()):,} in all, {interruptions.mean():.1f} per call"
+            if len(interruptions)
             else "-",
         ),
-        ("Errors", f"{sum(errors):,} in {len(errors):,} calls that list them" if errors else "not sent"),
+        (
+            "Errors",
+            f"{int(errors.sum()):,} in {len(errors):,} calls that list them" if len(errors) else "not sent",
+        ),
     ]
     return rows
 
