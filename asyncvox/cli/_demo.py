@@ -86,8 +86,24 @@ def demo(calls: int, out: Path, concurrency: int, quiet: bool, json_summary: boo
         echo("  " + line)
     for line in summarize_calls(collected, failures=failures):
         echo("  " + line)
+    report = out.with_suffix(".html")
+    echo(_write_report(out, report))
     echo(
         "next: `asyncvox serve-demo` keeps this server running for your own code; "
         "`asyncvox fetch --help` fetches from the real API"
     )
     raise SystemExit(EXIT_FAILED if stats.failed else EXIT_OK)
+
+
+def _write_report(calls: Path, report: Path) -> str:
+    """Write the demo batch's HTML report; the line that says where (or why not)."""
+    from asyncvox import analysis
+
+    try:
+        # The demo serves a pool of bodies, so calls repeat: keep them all.
+        analysis.write_report(calls, report, title="asyncvox demo batch", dedupe=False)
+    except analysis.MissingDependencyError:
+        return "report: skipped (pip install 'asyncvox[analysis]' for an HTML report of the calls)"
+    except OSError as exc:
+        return f"report: not written ({report}: {exc.strerror or exc})"
+    return f"report -> {report} (open it in a browser: plots of latency, evaluations, scenarios)"

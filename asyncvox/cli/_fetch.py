@@ -13,6 +13,7 @@ from ._export import Export, ExportError, ExportExistsError, OutputError
 from ._ids import MAX_ID_BYTES, IdsFile, RejectedLine, read_ids
 from ._job import export_ids
 from ._progress import summary_lines
+from ._tables_out import open_tables
 
 
 @click.command()
@@ -49,6 +50,14 @@ from ._progress import summary_lines
     help="Wait up to SECONDS per id for its analysis to finish; each call is written as it "
     "becomes ready, the rest go to --out's .not-ready.jsonl sidecar.",
 )
+@click.option(
+    "--parquet",
+    "parquet_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write the calls as Parquet tables in this directory, as `asyncvox export` does "
+    "(needs asyncvox[analysis]); resumable with --resume like the JSONL.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary on stderr.")
 @click.option("--json-summary", is_flag=True, help="Print the run's figures as JSON on stdout.")
 @api_key_option
@@ -63,6 +72,7 @@ def fetch(
     max_retries: int,
     timeout: float,
     wait: float | None,
+    parquet_dir: Path | None,
     quiet: bool,
     json_summary: bool,
     api_key: str | None,
@@ -85,6 +95,7 @@ def fetch(
     )
     source = IdsFile(ids_file)
     export = Export(out)
+    tables = open_tables(parquet_dir, out, resume=resume, overwrite=force) if parquet_dir else None
     try:
         export.open(resume=resume, overwrite=force, ids=source)
     except ExportExistsError as exc:
@@ -112,10 +123,20 @@ def fetch(
             with click.open_file(ids_file, "rb") as fh:
                 ids = read_ids(fh, source.name, skip=export.done_before, on_rejected=reject, unseen=unseen)
                 stats = run(
-                    export_ids(client, ids, export, show_progress=not quiet, total=total, wait=wait)
+                    export_ids(
+                        client,
+                        ids,
+                        export,
+                        show_progress=not quiet,
+                        total=total,
+                        wait=wait,
+                        on_outcome=tables.add if tables is not None else None,
+                    )
                 )
         finally:
             export.close()
+            if tables is not None:
+                tables.close()
     except ExportError as exc:
         _export_failed(exc)
     if export.done_before and not quiet:
@@ -123,6 +144,8 @@ def fetch(
     if not quiet:
         for line in summary_lines(stats, export, rejected=rejected):
             click.echo(line, err=True)
+        if tables is not None:
+            click.echo(tables.summary(), err=True)
     if json_summary:
         summary = {**stats.summary(), "rejected": rejected, "not_ready": export.not_ready}
         click.echo(msgspec.json.encode(summary).decode())
