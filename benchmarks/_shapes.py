@@ -259,7 +259,7 @@ def ideal(shape: Shape, p: Params) -> float:
     * the queue (no limiter): N x mean service / workers, what a fixed-concurrency client gets.
     """
     if shape.ideal == "concurrency":
-        return p.n * _mean(shape.latency) / CONCURRENCY_CAP
+        return p.n * _mean(shape.latency) / min(CONCURRENCY_CAP, p.concurrency)
     if shape.ideal == "drop":
         return p.n / (2 * p.rate) + (p.n / 2) / (p.rate / 4)
     if shape.ideal == "generous":
@@ -272,6 +272,9 @@ def ideal(shape: Shape, p: Params) -> float:
 
 #: The in-flight cap of the concurrency-capped shape.
 CONCURRENCY_CAP = 16
+#: The overloaded single machine: its workers, and how many may wait for one.
+OVERLOAD_WORKERS = 8
+OVERLOAD_QUEUE = 16
 
 
 def _small_burst(p: Params) -> float:
@@ -338,6 +341,16 @@ SHAPES: tuple[Shape, ...] = (
         lambda p: Unlimited(),
         latency=(0.01, 0.03),
         workers=8,
+        ideal="queue",
+    ),
+    Shape(
+        "overload",
+        "no limiter: 8 workers, 10-30 ms each, at most 16 waiting; 503 without Retry-After beyond",
+        lambda p: ConcurrencyCap(OVERLOAD_WORKERS + OVERLOAD_QUEUE),
+        status=503,
+        retry_after="none",
+        latency=(0.01, 0.03),
+        workers=OVERLOAD_WORKERS,
         ideal="queue",
     ),
     Shape(

@@ -210,6 +210,8 @@ class Result:
     wall: float = 0.0
     requests: int = 0
     throttled: int = 0
+    #: answers that were failures, not throttles (a 5xx without Retry-After)
+    failed: int = 0
     ok: int = 0
     lost: int = 0
     #: (time, pacing rate or 0, learned rate or 0, in-flight cap, throttles so far) every 0.25 s
@@ -281,9 +283,14 @@ class SimClient:
         if answer.status in (200, 404):
             gate.on_success(now, answer.latency, ticket)
             self._finish(now, ok=True)
-        elif answer.status == 429 or (answer.status == 503 and answer.retry_after is not None):
-            self.result.throttled += 1
-            gate.on_throttle(now, answer.latency, ticket, answer.retry_after, answer.status)
+        else:
+            throttled = answer.status == 429 or (answer.status == 503 and answer.retry_after is not None)
+            if throttled:
+                self.result.throttled += 1
+                gate.on_throttle(now, answer.latency, ticket, answer.retry_after, answer.status)
+            else:
+                self.result.failed += 1
+                gate.on_failure(now, answer.latency, ticket, str(answer.status))
             if retry >= self.policy.max_retries:
                 self._finish(now, ok=False)
             else:
@@ -291,9 +298,6 @@ class SimClient:
                 if wait is None:
                     wait = self.policy.backoff(retry + 1, self.rng)
                 self.sim.at(now + wait + self.rng.uniform(0.0, 0.001), self._requeue, retry + 1)
-        else:
-            gate.on_failure(now, answer.latency, ticket, str(answer.status))
-            self._finish(now, ok=False)
         self.pump()
 
     def _requeue(self, retry: int) -> None:
