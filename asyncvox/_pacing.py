@@ -46,7 +46,9 @@ PROBE_K = 2.0
 PROBE_STARTS = 100
 #: ... at most this long (seconds).
 PROBE_K_MAX = 10.0
-#: Past the cubic, the probe doubles every this many seconds.
+#: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
+PROBE_CUBIC = 4.0
+#: ... every this many seconds.
 PROBE_DOUBLING = 2.0
 #: The probe never goes above this multiple of the estimate (then the estimate was wrong).
 PROBE_MAX = 2.0
@@ -121,7 +123,7 @@ class Pacer:
         # The probe: its clock, where it meets the estimate, and its two cubics' factors.
         self._t0 = 0.0
         self._k = PROBE_K
-        self._x1 = PROBE_K * 2.0 ** (1 / 3)
+        self._x1 = PROBE_K * PROBE_CUBIC ** (1 / 3)
         self._c_below = self._c_above = MARGIN / PROBE_K**3
 
     # -- starts ------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class Pacer:
         elif x < self._x1:
             factor = 1.0 + self._c_above * x * x * x
         else:
-            factor = (1 + 2 * MARGIN) * 2.0 ** ((x - self._x1) / PROBE_DOUBLING)
+            factor = (1 + PROBE_CUBIC * MARGIN) * 2.0 ** ((x - self._x1) / PROBE_DOUBLING)
             if factor >= PROBE_MAX:
                 # Twice the estimate and still nothing refused: it was wrong. Start over
                 # from there (the next refusal measures again).
@@ -254,8 +256,13 @@ class Pacer:
         self.hold_until(until)
 
     def pause_over(self, started: float, seq: int) -> None:
-        """A start after a pause (``seq``, at ``started``) was admitted: refusals ended before it."""
-        estimate = self._admitted(started, seq, clip=False)
+        """A start after a pause (``seq``, at ``started``) was admitted: refusals ended before it.
+
+        Measured up to the last refused start: the limiter was still exhausted there, so
+        the span holds what it grants over such a span (and not the pause's overshoot).
+        """
+        last = self._last_refused if self._last_refused < seq else seq
+        estimate = self._admitted(self.starts[last & _MASK], last, clip=False)
         if estimate is not None and self.rate is not None:
             self.rate = self._bounded(estimate)
             self._measured = started
@@ -311,7 +318,7 @@ class Pacer:
         assert self.rate is not None
         k0 = max(PROBE_K, min(PROBE_STARTS / self.rate, PROBE_K_MAX))
         self._c_above = MARGIN / k0**3
-        self._x1 = k0 * 2.0 ** (1 / 3)  # where the cubic is 2 x MARGIN above the estimate
+        self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)
         self._k = k = min(k0 if back is None else back, (depth / self._c_above) ** (1 / 3))
         self._c_below = depth / (k * k * k)

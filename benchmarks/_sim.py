@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if "_shapes" not in sys.modules:  # run as a script or imported from benchmarks/
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _shapes import Backend, Limiter, Params, Shape
 
@@ -344,31 +345,49 @@ CONTENDERS: dict[str, Contender] = {
 
 
 def run(
-    shape: Shape, contender: str, params: Params | None = None, seed: int = 0, trace: bool = False
+    shape: Shape,
+    contender: str,
+    params: Params | None = None,
+    seed: int = 0,
+    trace: bool = False,
+    gate: Callable[[Shape, Params], Gate] | None = None,
 ) -> Result:
-    """Simulate ``contender`` fetching ``params.n`` ids from ``shape``; ``trace`` samples its state."""
+    """Simulate ``contender`` fetching ``params.n`` ids from ``shape``.
+
+    ``trace`` samples the first client's state every 0.25 s; ``gate`` replaces the
+    contender's control logic (its workers and retry policy stay).
+    """
     params = Params() if params is None else params
     spec = CONTENDERS[contender]
+    make_gate = spec.gate if gate is None else gate
     rng = random.Random(seed)
     sim = Sim()
     server = SimServer(sim, shape, params, rng)
     result = Result()
     share = Params(params.n // shape.clients, params.rate, params.concurrency)
-    clients = []
+    clients: list[SimClient] = []
     for i in range(shape.clients):
-        gate = spec.gate(shape, share)
         # Processes sharing a key do not start in the same millisecond.
-        sim.at(
-            0.05 * i,
-            lambda g=gate: clients.append(
-                SimClient(sim, server, g, share.n, spec.workers(share), spec.policy, rng, result)
-            ),
-        )
+        gate_i = make_gate(shape, share)
+        sim.at(0.05 * i, _start_client, sim, clients, server, gate_i, share, spec, rng, result)
     if trace:
         _sample(sim, clients, result)
     sim.run()
     result.wall = max(c.last_done for c in clients)
     return result
+
+
+def _start_client(
+    sim: Sim,
+    clients: list[SimClient],
+    server: SimServer,
+    gate: Gate,
+    share: Params,
+    spec: Contender,
+    rng: random.Random,
+    result: Result,
+) -> None:
+    clients.append(SimClient(sim, server, gate, share.n, spec.workers(share), spec.policy, rng, result))
 
 
 def _sample(sim: Sim, clients: list[SimClient], result: Result) -> None:
