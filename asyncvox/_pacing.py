@@ -149,10 +149,6 @@ class Pacer:
             interval = 1.0 / self.pace
             self._next = max(self._next, now - 0.5 * interval) + interval
 
-    def hold_until(self, when: float) -> None:
-        """No start before ``when`` (a pause's end)."""
-        self._next = max(self._next, when)
-
     def _probe(self, now: float) -> float:
         """The pace at ``now``: concave back to the estimate, a cubic past it, then doubling."""
         assert self.rate is not None
@@ -253,7 +249,6 @@ class Pacer:
             self.rate = self._bounded(estimate)
             self.measured = True
             self._cut(now, seq, (1 - MARGIN) * self.rate)
-        self.hold_until(until)
 
     def pause_over(self, started: float, seq: int) -> None:
         """A start after a pause (``seq``, at ``started``) was admitted: refusals ended before it.
