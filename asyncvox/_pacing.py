@@ -44,6 +44,9 @@ PROBE_K = 2.0
 #: ... or the time this many starts take at the estimate, if longer: each crossing costs a
 #: refusal or two, so a low rate probes less often in time and as often in requests.
 PROBE_STARTS = 100
+#: ... twice as long for each measurement in a row that found the estimate within this
+#: share of where it was (a steady limit is probed less often, up to 8 times less) ...
+STEADY = 0.05
 #: ... at most this long (seconds).
 PROBE_K_MAX = 10.0
 #: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
@@ -90,6 +93,7 @@ class Pacer:
         "_post_refused",
         "_refused",
         "_seq",
+        "_steady",
         "_t0",
         "_x1",
         "measured",
@@ -117,6 +121,7 @@ class Pacer:
         self._first_refused = 0.0
         self._measured = 0.0  # when the rate was last measured
         self._emergency = False  # the last cut was an emergency
+        self._steady = 0  # measurements in a row that found the estimate where it was
         self._cut_seq = 0
         self._cut_start = 0.0
         self._post_refused = 0  # refusals of starts since the cut
@@ -143,11 +148,12 @@ class Pacer:
                 self._t0 += now - max(self._next, self._t0)
             self.pace = self._probe(now)
         if self.pace is not None:
-            # GCRA with half an interval of tolerance: a start a little late (a timer fires
-            # late) lets the next come that much sooner, so the pace holds on average,
-            # while any span of t seconds holds at most t x pace + 1.5 starts.
+            # GCRA with a little tolerance (half an interval, at least 2 ms): a start a
+            # little late (timers fire late) lets the next come that much sooner, so the
+            # pace holds on average, while any span of t seconds holds at most
+            # t x pace + 1.5 starts (+ 2 ms of starts above 250/s).
             interval = 1.0 / self.pace
-            self._next = max(self._next, now - 0.5 * interval) + interval
+            self._next = max(self._next, now - max(0.5 * interval, 0.002)) + interval
 
     def _probe(self, now: float) -> float:
         """The pace at ``now``: concave back to the estimate, a cubic past it, then doubling."""
@@ -190,8 +196,8 @@ class Pacer:
             return  # started before the last cut: the old pace's doing
         assert self.pace is not None
         if self._onset and started - self._measured >= MEASURE_GAP:
-            estimate = self._admitted(started, seq, span=SHORT_SPAN if self._emergency else ONSET_SPAN)
-            self._emergency = False
+            emergency, self._emergency = self._emergency, False
+            estimate = self._admitted(started, seq, span=SHORT_SPAN if emergency else ONSET_SPAN)
             if estimate is not None:
                 if started - self._first_refused < ONSET_SPAN:
                     # A span shorter than a window may have caught a window's limiter
@@ -200,8 +206,12 @@ class Pacer:
                 # The span may hold stretches paced below the limit (not granted in full
                 # then): refused at this pace, the limit is not far below it, if the probe
                 # was crossing slowly (a window's limiter refuses up to a window late, and
-                # a fast probe is far past the limit by then).
-                estimate = max(estimate, (1 - MARGIN) * min(self.pace, (1 + 2 * MARGIN) * self.rate))
+                # a fast probe, as one climbing back after an emergency, is far past it).
+                if not emergency:
+                    estimate = max(estimate, (1 - MARGIN) * min(self.pace, (1 + 2 * MARGIN) * self.rate))
+                # Measured again where it was: the limit is steady, probe it less often.
+                steady = abs(estimate - self.rate) <= STEADY * self.rate
+                self._steady = min(self._steady + 1, 3) if steady else 0
                 self.rate = self._bounded(estimate)
                 self._measured = started
                 self.measured = True
@@ -218,6 +228,7 @@ class Pacer:
         # The probe aims back at most at twice this pace: if the limit fell, not far above
         # it; if this caught a window's limiter between two lumps, still above them.
         self.rate = min(self.rate, EMERGENCY_REACH * pace)
+        self._steady = 0
         self._cut(now, newest, pace)
         self._emergency = True
 
@@ -311,7 +322,7 @@ class Pacer:
         """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
-        k0 = max(PROBE_K, min(PROBE_STARTS / self.rate, PROBE_K_MAX))
+        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate) * 2**self._steady, PROBE_K_MAX)
         self._c_above = MARGIN / k0**3
         self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)

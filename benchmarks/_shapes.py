@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["SHAPES", "Backend", "Limiter", "Params", "Shape", "Verdict", "ideal", "shape_named"]
+__all__ = ["SHAPES", "Backend", "Limiter", "Params", "Shape", "Unlimited", "Verdict", "ideal", "shape_named"]
 
 
 class Verdict(NamedTuple):

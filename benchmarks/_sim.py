@@ -315,7 +315,7 @@ class SimClient:
         self._next_id()
 
 
-def _told_rate(shape: Shape, p: Params) -> float | None:
+def told_rate(shape: Shape, p: Params) -> float | None:
     """The rate a user who knows the quota tells the client (None where no rate applies)."""
     if shape.ideal in ("concurrency", "queue"):
         return None
@@ -335,7 +335,7 @@ class Contender(NamedTuple):
 CONTENDERS: dict[str, Contender] = {
     "asyncvox": Contender(lambda s, p: Controller(p.concurrency), lambda p: p.concurrency, Policy()),
     "asyncvox+rate_limit": Contender(
-        lambda s, p: Controller(p.concurrency, rate_limit=_told_rate(s, p)), lambda p: p.concurrency, Policy()
+        lambda s, p: Controller(p.concurrency, rate_limit=told_rate(s, p)), lambda p: p.concurrency, Policy()
     ),
     "asyncvox-0.1": Contender(lambda s, p: OldGovernor(p.concurrency), lambda p: p.concurrency, Policy()),
     "stainless-style": Contender(

@@ -279,8 +279,10 @@ def test_a_limit_cut_to_a_quarter_is_followed_within_seconds() -> None:
     result, ctl = simulate("quota-drop")
     drop = P.n / (2 * R)
     after = [pace for t, pace in ctl.starts if t > drop + 5.0]
-    assert after and all(pace is not None and pace <= 1.12 * R / 4 for pace in after)
-    assert sum(after) / len(after) >= 0.9 * R / 4
+    assert len(after) > 1000 and None not in after
+    # Probes cross it (a full bucket hides a crossing for a while), at 95-103% on average.
+    assert max(after) <= 1.6 * R / 4
+    assert 0.95 * R / 4 <= sum(after) / len(after) <= 1.03 * R / 4
     assert share_refused(result) < 0.02 and result.lost == 0
     assert result.wall / shapes.ideal(shapes.shape_named("quota-drop"), P) <= 1.1
 
