@@ -57,8 +57,10 @@ FAILURE_SURGE = 0.1
 CAP_PROBE = 10.0
 #: The smallest in-flight cap latency or failures can cut to.
 MIN_CAP = 2
-#: A refusal is "too many at once" if fewer than this share of admitted starts were as deep.
-DEEP = 0.02
+#: A refusal is "too many at once" if fewer than this share of the last :data:`DEPTHS`
+#: admitted starts went as deep.
+DEEP = 0.03
+DEPTHS = 64
 _DEPTH_BITS = 12
 _DEPTH_MASK = (1 << _DEPTH_BITS) - 1
 _RING_MASK = RING - 1
@@ -81,9 +83,9 @@ class Controller:
         "_cap_limit",
         "_cap_limit_at",
         "_delivered",
+        "_depths",
+        "_depths_n",
         "_failures",
-        "_hist",
-        "_hist_n",
         "_latency",
         "_latency_sum",
         "_pacer",
@@ -96,6 +98,7 @@ class Controller:
         "_slow_start",
         "_starts",
         "_successes",
+        "_wall",
         "cap",
         "ceiling",
         "free",
@@ -152,9 +155,10 @@ class Controller:
         self._base = math.inf  # the best batch mean seen
         self._cap_limit = concurrency  # the most in flight at once the server took
         self._cap_limit_at = 0.0
-        # Refusals. Depths of admitted starts are counted only after the first one.
-        self._hist: list[int] | None = None
-        self._hist_n = 0
+        # Refusals. The depths of the last admitted starts, kept only after the first one.
+        self._depths: list[int] | None = None
+        self._depths_n = 0
+        self._wall = -2  # the depth of the last refusal deeper than admitted starts go
         self._run_seq = -1  # the run of consecutive refused starts: its last, first time, length
         self._run_t0 = 0.0
         self._run_len = 0
@@ -215,7 +219,7 @@ class Controller:
             self.cap += 1
         if self._successes >= self._batch:
             self._end_batch(now)
-        if self._hist is not None:
+        if self._depths is not None:
             self._admitted(now - latency, ticket)
 
     def on_failure(self, now: float, latency: float, ticket: int, kind: str) -> None:
@@ -231,8 +235,8 @@ class Controller:
         """The request was refused for load: a 429, or a 503 with ``Retry-After``."""
         self.in_flight -= 1
         self.throttles += 1
-        if self._hist is None:
-            self._hist = [0] * (self.ceiling + 2)
+        if self._depths is None:
+            self._depths = [0] * DEPTHS
             self._slow_start = False
         seq, depth = ticket >> _DEPTH_BITS, ticket & _DEPTH_MASK
         started = now - latency
@@ -240,9 +244,15 @@ class Controller:
         pacer.note_refused(seq)
         if seq <= self._pause_seq:
             return  # started before the last pause: says nothing new
+        deep = self._too_deep(depth)
         if self._all_refused(seq, started):
             self._pause(now, retry_after, status)
-        elif self._too_deep(depth):
+        elif deep and abs(depth - self._wall) > 1:
+            # Deeper than the admitted starts went, but the first time at this depth: a
+            # pace that climbs goes deeper too. Blame neither until it is hit again.
+            self._wall = depth
+        elif deep:
+            # A wall: refused again at the depth no admitted start reaches.
             self.last_throttle_reason = f"{status}: concurrency"
             self._cap_limit = max(1, depth - 1)
             self._cap_limit_at = now
@@ -260,18 +270,14 @@ class Controller:
     # -- refusals ----------------------------------------------------------------------
 
     def _admitted(self, started: float, ticket: int) -> None:
-        """Count an admitted start's depth; one after a pause ends the chain of pauses."""
+        """Keep an admitted start's depth; one after a pause ends the chain of pauses."""
         if self._pause_len and ticket >> _DEPTH_BITS > self._pause_seq:
             self._pause_len = 0.0
             self._pacer.pause_over(started, ticket >> _DEPTH_BITS)
-        hist = self._hist
-        assert hist is not None
-        depth = ticket & _DEPTH_MASK
-        hist[depth if depth < len(hist) else -1] += 1
-        self._hist_n += 1
-        if self._hist_n > 4096:  # forget slowly: halve the counts
-            self._hist = [n // 2 for n in hist]
-            self._hist_n = sum(self._hist)
+        depths = self._depths
+        assert depths is not None
+        depths[self._depths_n % DEPTHS] = ticket & _DEPTH_MASK
+        self._depths_n += 1
 
     def _all_refused(self, seq: int, started: float) -> bool:
         """Track runs of consecutive refused starts; true when one is long enough to pause."""
@@ -308,15 +314,16 @@ class Controller:
     def _too_deep(self, depth: int) -> bool:
         """Whether a refusal at ``depth`` in flight is "too many at once".
 
-        Under a rate limit refusals fall at any depth; under a concurrency cap only above
-        it, where nearly no admitted request ever started.
+        Under a rate limit refusals fall at the depths the pace brings (Little's law:
+        rate x latency), as admitted starts do; under a concurrency cap only above it,
+        where next to no admitted start went lately.
         """
-        hist = self._hist
-        assert hist is not None
-        if self._hist_n < 20:
+        depths = self._depths
+        assert depths is not None
+        if self._depths_n < 20:
             return False
-        deeper = sum(hist[min(depth, len(hist) - 1) :])
-        return deeper < DEEP * self._hist_n
+        seen = depths if self._depths_n >= DEPTHS else depths[: self._depths_n]
+        return sum(1 for d in seen if d >= depth) < DEEP * len(seen)
 
     # -- latency and failures ------------------------------------------------------------
 

@@ -142,10 +142,12 @@ class Pacer:
         """A paced start (number ``seq``) went at ``now``."""
         self._seq = seq
         if self.rate is not None:
-            if now > self._next:
+            assert self.pace is not None
+            idle = now - self._next
+            if idle > 1.0 / self.pace:
                 # The pace held nothing back (idle, or the cap bound): the probe waits
                 # too, or it would climb with no evidence and burst later.
-                self._t0 += now - max(self._next, self._t0)
+                self._t0 += idle if self._next > self._t0 else now - self._t0
             self.pace = self._probe(now)
         if self.pace is not None:
             # GCRA with a little tolerance (half an interval, at least 2 ms): a start a

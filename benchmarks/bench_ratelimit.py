@@ -12,6 +12,9 @@ every client meets an empty window. The contenders, each in a fresh process:
   ``asyncvox.Client`` does today (``--client-option KEY=JSON`` passes more to it);
 * ``asyncvox+rate_limit`` - the same told the limit (``rate_limit=R``; R/3 for each of
   three processes sharing it; not run where no rate applies);
+* ``asyncvox[control]`` (and ``+rate_limit``) - the same with the new control logic
+  (``asyncvox._control``) plugged into today's client by ``_control_governor.py``, until
+  the governor itself runs it (then ``asyncvox`` is it);
 * ``stainless-style`` - what generated SDKs do: a semaphore + ``asyncio.gather`` over all
   ids, 2 retries with 0.5-8 s exponential backoff, honouring ``Retry-After`` up to 60 s.
 
@@ -50,7 +53,13 @@ from _sim import CONTENDERS as SIM_CONTENDERS
 from _sim import run as simulate
 from _sim import told_rate
 
-CONTENDERS = ["asyncvox", "asyncvox+rate_limit", "stainless-style"]
+CONTENDERS = [
+    "asyncvox",
+    "asyncvox+rate_limit",
+    "asyncvox[control]",
+    "asyncvox[control]+rate_limit",
+    "stainless-style",
+]
 SIM_ORDER = ["asyncvox", "asyncvox+rate_limit", "asyncvox-0.1", "stainless-style"]
 #: The real nginx: same ideal as the rate shapes, its model in the simulator is ``gcra-nginx``.
 NGINX = Shape(
@@ -72,6 +81,10 @@ async def _asyncvox(base: str, ids: list[str], args: argparse.Namespace) -> dict
     if args.rate_limit:
         options["rate_limit"] = args.rate_limit
     async with asyncvox.Client(API_KEY, base, concurrency=args.concurrency, **options) as client:
+        if args.contender.startswith("asyncvox[control]"):
+            from _control_governor import install
+
+            install(client)
         stream = client.iter_calls(ids)
         async with stream:
             async for _ in stream:
@@ -127,8 +140,6 @@ async def _stainless(base: str, ids: list[str], concurrency: int) -> dict[str, A
 
 
 def child(args: argparse.Namespace) -> None:
-    if args.cafile:
-        os.environ["SSL_CERT_FILE"] = args.cafile  # the default SSL context trusts the test CA
     ids = [f"{args.prefix}-{i:06d}" for i in range(args.n)]
     start = time.time()  # wall clock: processes sharing a limit are compared
     if args.contender == "stainless-style":
@@ -168,18 +179,18 @@ def _children(argvs: list[list[str]], env: dict[str, str], timeout: float) -> li
 
 def run_real(shape: Shape, contender: str, p: Params, args: argparse.Namespace) -> dict[str, Any] | None:
     """One contender on a fresh server of ``shape``; merged over the client processes."""
-    told = told_rate(shape, p) if contender == "asyncvox+rate_limit" else None
-    if contender == "asyncvox+rate_limit" and told is None:
+    told = told_rate(shape, p) if contender.endswith("+rate_limit") else None
+    if contender.endswith("+rate_limit") and told is None:
         return None  # no rate to tell: the same as the defaults
     share = p.n // shape.clients
     env = dict(os.environ)
     timeout = 20 * ideal(shape, p) + 120
 
-    def argvs(base: str, cafile: str = "") -> list[list[str]]:
+    def argvs(base: str) -> list[list[str]]:
         return [
             [
                 __file__, "--contender", contender, "--base", base, "--n", str(share),
-                "--concurrency", str(p.concurrency), "--prefix", f"c{i}", "--cafile", cafile,
+                "--concurrency", str(p.concurrency), "--prefix", f"c{i}",
                 "--rate-limit", str(told or 0), "--client-options", args.client_options,
             ]
             for i in range(shape.clients)
@@ -190,7 +201,9 @@ def run_real(shape: Shape, contender: str, p: Params, args: argparse.Namespace) 
             Server([], fast=True) as upstream,
             Nginx(upstream.base_url, rate=p.rate, burst=NGINX_BURST) as nginx,
         ):
-            results = _children(argvs(nginx.base_url, nginx.cert_file), env, timeout)
+            # The default SSL context (aiohttp makes it at import) trusts the test CA.
+            env["SSL_CERT_FILE"] = nginx.cert_file
+            results = _children(argvs(nginx.base_url), env, timeout)
     else:
         from _shapes_server import ShapeServer
 
@@ -252,7 +265,7 @@ def main() -> None:
         help="passed to asyncvox.Client(...), e.g. max_pause=5 (repeatable)",
     )  # fmt: skip
     # The child side (one contender process).
-    for flag in ("--contender", "--base", "--prefix", "--cafile"):
+    for flag in ("--contender", "--base", "--prefix"):
         parser.add_argument(flag, default="", help=argparse.SUPPRESS)
     parser.add_argument("--rate-limit", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--client-options", default="{}", help=argparse.SUPPRESS)
