@@ -34,10 +34,11 @@ How it decides:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from ._pacing import RING, Lately, Pacer
 
-__all__ = ["Controller"]
+__all__ = ["ControlState", "Controller"]
 
 #: A client-wide pause needs at least this many consecutive refused starts ...
 PAUSE_RUN = 4
@@ -66,14 +67,30 @@ _DEPTH_MASK = (1 << _DEPTH_BITS) - 1
 _RING_MASK = RING - 1
 
 
+class ControlState(NamedTuple):
+    """What :meth:`Controller.snapshot` returns; see the attributes of the same names."""
+
+    rate: float | None
+    pace: float | None
+    cap: int
+    in_flight: int
+    paused_until: float
+    last_throttle_reason: str | None
+    throttles: int
+
+
 class Controller:
     """Pacing, in-flight cap and pause for one client; see the module docstring.
 
     The runtime, per request: while :attr:`free` is true and ``in_flight < cap`` it may
     start at once; otherwise it waits :meth:`may_start` seconds (and for ``in_flight <
     cap``). At the start it calls :meth:`on_start` and keeps the returned ticket; at the
-    end exactly one of :meth:`on_success`, :meth:`on_throttle` or :meth:`on_failure`,
-    with the ticket and the request's latency (seconds from start to answer).
+    end exactly one of :meth:`on_success` (any answer that is not a refusal or a
+    failure: 200, 404, other 4xx), :meth:`on_throttle` (429, 503 with ``Retry-After``),
+    :meth:`on_failure` (other 5xx, timeouts, connection errors) or :meth:`on_cancel`,
+    with the ticket and the request's latency (seconds from start to answer). After
+    each, waiting starts may go (a slot freed, the pace changed). Not thread-safe: one
+    event loop.
     """
 
     __slots__ = (
@@ -187,6 +204,18 @@ class Controller:
         """Whether a client-wide pause is on (see :attr:`paused_until`)."""
         return self.paused_until > 0.0
 
+    def snapshot(self) -> ControlState:
+        """The readable state at once (for a progress line, stats or a log record)."""
+        return ControlState(
+            self.rate,
+            self.pace,
+            self.cap,
+            self.in_flight,
+            self.paused_until,
+            self.last_throttle_reason,
+            self.throttles,
+        )
+
     # -- what the runtime asks ---------------------------------------------------------
 
     def may_start(self, now: float) -> float:
@@ -228,6 +257,10 @@ class Controller:
         self._failures += 1
         if self._successes + self._failures >= self._batch:
             self._end_batch(now)
+
+    def on_cancel(self, ticket: int) -> None:
+        """The request of ``ticket`` was abandoned (cancelled) before an answer: no signal."""
+        self.in_flight -= 1
 
     def on_throttle(
         self, now: float, latency: float, ticket: int, retry_after: float | None, status: int

@@ -324,11 +324,14 @@ class Pacer:
         """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
-        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate) * 2**self._steady, PROBE_K_MAX)
+        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
         self._c_above = MARGIN / k0**3
         self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)
-        self._k = k = min(k0 if back is None else back, (depth / self._c_above) ** (1 / 3))
+        # A steady limit is crossed less often: the climb back to it takes longer (the
+        # climb past it does not, so a limit that rose is found as fast).
+        back = min(k0 * 2**self._steady, PROBE_K_MAX) if back is None else back
+        self._k = k = min(back, (depth / MARGIN) ** (1 / 3) * back)
         self._c_below = depth / (k * k * k)
         self._t0 = now
         self._cut_seq = seq

@@ -150,6 +150,23 @@ def test_told_rate_paces_from_the_first_start_a_hair_below_it() -> None:
     assert 500 / starts[-1] == pytest.approx(ctl.pace, rel=0.01)  # late timers are caught up
 
 
+def test_a_cancelled_request_frees_its_slot_and_says_nothing() -> None:
+    ctl = Controller(8)
+    tickets = [ctl.on_start(0.0) for _ in range(ctl.cap)]
+    for ticket in tickets:
+        ctl.on_cancel(ticket)
+    assert ctl.in_flight == 0 and ctl.cap == 4 and ctl.free and ctl.throttles == 0
+
+
+def test_the_state_is_readable_at_once() -> None:
+    _, ctl = simulate("quota-drop")
+    state = ctl.snapshot()
+    assert state.rate == ctl.rate and state.pace == ctl.pace and state.cap == ctl.cap
+    assert state.rate is not None and state.rate == pytest.approx(R / 4, rel=0.1)
+    assert state.last_throttle_reason == "429: rate" and state.throttles == ctl.throttles > 0
+    assert state.in_flight == 0 and state.paused_until == 0.0
+
+
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         Controller(0)
