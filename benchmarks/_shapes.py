@@ -361,8 +361,9 @@ SHAPES: tuple[Shape, ...] = (
     ),
     Shape(
         "gcra-nginx",
-        "nginx limit_req model: rate R, burst 10 nodelay, 429 + Retry-After: 1",
+        "nginx limit_req model: rate R, burst 10 nodelay, 429 + Retry-After: 1, a fast upstream (1-3 ms)",
         lambda p: Gcra(p.rate, 10),
+        latency=(0.001, 0.003),
     ),
 )
 
