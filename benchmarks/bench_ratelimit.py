@@ -260,6 +260,7 @@ def main() -> None:
     parser.add_argument("--contenders", default="", help="comma-separated (default: all)")
     parser.add_argument("--simulate", action="store_true", help="the simulator, not real servers")
     parser.add_argument("--seeds", type=int, default=5, help="simulated runs per cell (the worst is shown)")
+    parser.add_argument("--report", default="", help="results/<REPORT>.md (default ratelimit, ratelimit-sim)")
     parser.add_argument(
         "--client-option", action="append", default=[], metavar="KEY=JSON",
         help="passed to asyncvox.Client(...), e.g. max_pause=5 (repeatable)",
@@ -346,7 +347,7 @@ def main() -> None:
         "shapes": results,
         "results": summary,
     }
-    write_report("ratelimit-sim" if args.simulate else "ratelimit", report, data)
+    write_report(args.report or ("ratelimit-sim" if args.simulate else "ratelimit"), report, data)
     print(table)
 
 
