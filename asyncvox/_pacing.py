@@ -10,13 +10,18 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
   a span. The span is :data:`ONSET_SPAN` (longer than the common 1 s window, so a window's
   edge or a bucket's burst is spread over it) and begins no earlier than the first
   refusal (before it the limiter was not pushed: a burst it held would count as rate).
+  Refused at a pace crossing slowly upward, the limit is not far below that pace either.
+  When everything was refused (a pause), the span reaches to the pause's end; when the
+  refusals are over, up to the last refused start (the limiter was still exhausted then).
 * **Pacing.** Starts are spaced at ``pace`` (GCRA), a little below the estimate.
 * **Probing.** After each cut the pace climbs back to the estimate concavely (a cubic,
   as CUBIC does around its last maximum), past it slowly (a refusal or two per crossing
   of a steady limit), then doubling (a limit that rose is found in seconds); at twice the
   estimate with nothing refused, the estimate was wrong and the probe starts over there.
+  A limit measured again where it was is climbed back to more slowly (crossed less often).
 * **Emergencies.** Refusals that go on after a cut (the limit fell) cut the pace at once
-  to what was admitted since, halving at most per step.
+  to what was admitted since, halving at most per step, and the next onset measures over
+  a short span.
 """
 
 from __future__ import annotations
