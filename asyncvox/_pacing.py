@@ -1,0 +1,346 @@
+"""The rate half of the control logic: measure what the server grants, pace starts under it.
+
+Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
+:class:`asyncvox._control.Controller`, which decides which refusals are about the rate.
+
+* **Measuring.** Every start's time is kept in a ring, by sequence number, so the starts
+  the server admitted over any recent span can be counted. The rate is measured at an
+  *onset*, the first refusal after admitted starts: there a token bucket is just empty
+  and a window just full, so the span before it holds what the limiter grants over such
+  a span. The span is :data:`ONSET_SPAN` (longer than the common 1 s window, so a window's
+  edge or a bucket's burst is spread over it) and begins no earlier than the first
+  refusal (before it the limiter was not pushed: a burst it held would count as rate).
+  Refused at a pace crossing slowly upward, the limit is not far below that pace either.
+  When everything was refused (a pause), the span reaches to the pause's end; when the
+  refusals are over, up to the last refused start (the limiter was still exhausted then).
+* **Pacing.** Starts are spaced at ``pace`` (GCRA), a little below the estimate.
+* **Probing.** After each cut the pace climbs back to the estimate concavely (a cubic,
+  as CUBIC does around its last maximum), past it slowly (a refusal or two per crossing
+  of a steady limit), then doubling (a limit that rose is found in seconds); at twice the
+  estimate with nothing refused, the estimate was wrong and the probe starts over there.
+  A limit measured again where it was is climbed back to more slowly (crossed less often).
+* **Emergencies.** Refusals that go on after a cut (the limit fell) cut the pace at once
+  to what was admitted since, halving at most per step, and the next onset measures over
+  a short span.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+__all__ = ["MARGIN", "Lately", "Pacer"]
+
+#: Pace this far below the estimated rate.
+MARGIN = 0.03
+#: Pace this far below a rate the user told (start jitter must not trip a rolling window).
+TOLD_MARGIN = 0.02
+#: The span of starts before an onset the rate is measured over (>= a common 1 s window).
+ONSET_SPAN = 2.0
+#: The span measured over at an onset after an emergency slow-down (the limit may have
+#: fallen: a long span would hold the old limit up for seconds).
+SHORT_SPAN = 0.5
+#: The shortest span of starts a rate is measured over.
+MIN_SPAN = 0.05
+#: Onsets closer than this to the last measurement are emergencies' business.
+MEASURE_GAP = 0.25
+#: Seconds the probe takes to climb back from the paced rate to the estimate ...
+PROBE_K = 2.0
+#: ... or the time this many starts take at the estimate, if longer: each crossing costs a
+#: refusal or two, so a low rate probes less often in time and as often in requests.
+PROBE_STARTS = 100
+#: ... twice as long for each measurement in a row that found the estimate within this
+#: share of where it was (a steady limit is probed less often, up to 8 times less) ...
+STEADY = 0.05
+#: ... at most this long (seconds).
+PROBE_K_MAX = 10.0
+#: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
+PROBE_CUBIC = 4.0
+#: ... every this many seconds.
+PROBE_DOUBLING = 2.0
+#: The probe never goes above this multiple of the estimate (then the estimate was wrong).
+PROBE_MAX = 2.0
+#: Seconds the pace takes to climb back after slow start's first refusal halved it.
+FIRST_BACK = 1.0
+#: An emergency slow-down needs this many starts since the cut ...
+EMERGENCY_STARTS = 4
+#: ... and afterwards the probe aims at most this multiple of its pace.
+EMERGENCY_REACH = 2.0
+#: How many starts the ring remembers (a power of two).
+RING = 4096
+_MASK = RING - 1
+
+
+class Lately(NamedTuple):
+    """What the recent successes showed (the controller's latency batches)."""
+
+    #: successes per second
+    delivered: float
+    #: their mean latency, seconds
+    latency: float
+
+
+class Pacer:
+    """The learned rate, the pace of starts and the probe; fed by the controller."""
+
+    __slots__ = (
+        "_c_above",
+        "_c_below",
+        "_cut_seq",
+        "_cut_start",
+        "_emergency",
+        "_first_refused",
+        "_k",
+        "_last_refused",
+        "_measured",
+        "_next",
+        "_onset",
+        "_post_refused",
+        "_refused",
+        "_seq",
+        "_steady",
+        "_t0",
+        "_x1",
+        "measured",
+        "pace",
+        "rate",
+        "starts",
+        "told",
+    )
+
+    def __init__(self, told: float | None) -> None:
+        self.told = told
+        #: The learned estimate of the server's rate (requests/s); ``None`` until throttled.
+        self.rate: float | None = None
+        #: The start rate in force, ``None`` while starts are not paced.
+        self.pace: float | None = told * (1 - TOLD_MARGIN) if told else None
+        #: Whether a refusal measured the rate (not only slow start's first guess).
+        self.measured = False
+        #: Start times by sequence number, written by the controller on every start.
+        self.starts = [0.0] * RING
+        self._next = 0.0
+        self._seq = 0  # the last paced start's sequence number
+        self._refused: deque[int] = deque(maxlen=RING)  # refused starts' sequence numbers
+        self._last_refused = -1
+        self._onset = False  # whether the last refusal noted was an onset
+        self._first_refused = 0.0
+        self._measured = 0.0  # when the rate was last measured
+        self._emergency = False  # the last cut was an emergency
+        self._steady = 0  # measurements in a row that found the estimate where it was
+        self._cut_seq = 0
+        self._cut_start = 0.0
+        self._post_refused = 0  # refusals of starts since the cut
+        # The probe: its clock, where it meets the estimate, and its two cubics' factors.
+        self._t0 = 0.0
+        self._k = PROBE_K
+        self._x1 = PROBE_K * PROBE_CUBIC ** (1 / 3)
+        self._c_below = self._c_above = MARGIN / PROBE_K**3
+
+    # -- starts ------------------------------------------------------------------------
+
+    def delay(self, now: float) -> float:
+        """Seconds until the pace lets the next start go."""
+        wait = self._next - now
+        return wait if wait > 0.0 else 0.0
+
+    def started(self, now: float, seq: int) -> None:
+        """A paced start (number ``seq``) went at ``now``."""
+        self._seq = seq
+        if self.rate is not None:
+            assert self.pace is not None
+            idle = now - self._next
+            if idle > 1.0 / self.pace:
+                # The pace held nothing back (idle, or the cap bound): the probe waits
+                # too, or it would climb with no evidence and burst later.
+                self._t0 += idle if self._next > self._t0 else now - self._t0
+            self.pace = self._probe(now)
+        if self.pace is not None:
+            # GCRA with a little tolerance (half an interval, at least 2 ms): a start a
+            # little late (timers fire late) lets the next come that much sooner, so the
+            # pace holds on average, while any span of t seconds holds at most
+            # t x pace + 1.5 starts (+ 2 ms of starts above 250/s).
+            interval = 1.0 / self.pace
+            self._next = max(self._next, now - max(0.5 * interval, 0.002)) + interval
+
+    def _probe(self, now: float) -> float:
+        """The pace at ``now``: concave back to the estimate, a cubic past it, then doubling."""
+        assert self.rate is not None
+        x = now - self._t0 - self._k
+        if x < 0:
+            factor = 1.0 + self._c_below * x * x * x
+        elif x < self._x1:
+            factor = 1.0 + self._c_above * x * x * x
+        else:
+            factor = (1 + PROBE_CUBIC * MARGIN) * 2.0 ** ((x - self._x1) / PROBE_DOUBLING)
+            if factor >= PROBE_MAX:
+                # Twice the estimate and still nothing refused: it was wrong. Start over
+                # from there (the next refusal measures again).
+                self.rate = self._bounded(PROBE_MAX * self.rate)
+                self._cut(now, self._seq, self.rate)
+                factor = 1.0 - MARGIN
+        pace = self.rate * factor
+        return pace if self.told is None else min(pace, self.told * (1 - TOLD_MARGIN))
+
+    # -- refusals ----------------------------------------------------------------------
+
+    def note_refused(self, seq: int) -> None:
+        """The start numbered ``seq`` was refused (whatever for): it was not admitted."""
+        self._onset = seq > self._last_refused + 1  # the first refusal after admitted starts
+        if seq > self._last_refused:
+            self._last_refused = seq
+        self._refused.append(seq)
+
+    def refused(self, now: float, started: float, seq: int, newest: int, lately: Lately) -> None:
+        """The start ``seq`` (at ``started``) was refused for the rate (after :meth:`note_refused`).
+
+        ``newest`` is the last start's number; ``lately`` what the successes showed, for
+        the first refusal.
+        """
+        if self.rate is None:
+            self._first_refusal(now, started, newest, lately)
+            return
+        if seq <= self._cut_seq:
+            return  # started before the last cut: the old pace's doing
+        assert self.pace is not None
+        if self._onset and started - self._measured >= MEASURE_GAP:
+            emergency, self._emergency = self._emergency, False
+            estimate = self._admitted(started, seq, span=SHORT_SPAN if emergency else ONSET_SPAN)
+            if estimate is not None:
+                if started - self._first_refused < ONSET_SPAN:
+                    # A span shorter than a window may have caught a window's limiter
+                    # between two of its lumps (or a pause in it): at most halve.
+                    estimate = max(estimate, 0.5 * self.rate)
+                # The span may hold stretches paced below the limit (not granted in full
+                # then): refused at this pace, the limit is not far below it, if the probe
+                # was crossing slowly (a window's limiter refuses up to a window late, and
+                # a fast probe, as one climbing back after an emergency, is far past it).
+                if not emergency:
+                    estimate = max(estimate, (1 - MARGIN) * min(self.pace, (1 + 2 * MARGIN) * self.rate))
+                # Measured again where it was: the limit is steady, probe it less often.
+                steady = abs(estimate - self.rate) <= STEADY * self.rate
+                self._steady = min(self._steady + 1, 3) if steady else 0
+                self.rate = self._bounded(estimate)
+                self._measured = started
+                self.measured = True
+                self._cut(now, newest, min(self.pace, (1 - MARGIN) * self.rate))
+                return
+        # Refusals go on under the pace set at the cut: slow down to what was admitted since.
+        self._post_refused += 1
+        posts = seq - self._cut_seq
+        span = started - self._cut_start
+        admitted = posts - self._post_refused
+        if admitted < 1 or posts < EMERGENCY_STARTS or span < MIN_SPAN:
+            return  # too little seen since the cut (nothing admitted: a pause's business)
+        pace = max(0.5 * self.pace, min(self.pace, admitted / span))
+        # The probe aims back at most at twice this pace: if the limit fell, not far above
+        # it; if this caught a window's limiter between two lumps, still above them.
+        self.rate = min(self.rate, EMERGENCY_REACH * pace)
+        self._steady = 0
+        self._cut(now, newest, pace)
+        self._emergency = True
+
+    def _first_refusal(self, now: float, started: float, newest: int, lately: Lately) -> None:
+        """Slow start overshot: pace every start from now on.
+
+        The rate starts went at over the last round trip bounds the rate from above (so
+        does the rate successes came back at); pace at half of it (the window doubled in
+        the last round trip) until a refusal measures better.
+        """
+        self._first_refused = self._measured = started
+        span = max(0.1, lately.latency)
+        sent = (newest - self._first_after(now - span, newest) + 1) / span
+        self.rate = self._bounded(max(1.0, sent, lately.delivered))
+        self.measured = False
+        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK)
+
+    def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
+        """Everything is refused, starts stop until ``until``: resume at what was granted.
+
+        Granted over a span that reaches to the pause's end (a window's limiter grants
+        nothing while exhausted), so the end of a pause is never a burst.
+        """
+        if self.rate is None:
+            self._first_refusal(now, now, seq, lately)  # whatever comes after is paced
+        assert self.rate is not None
+        estimate = self._admitted(until, seq, clip=False)
+        if estimate is not None and estimate < self.rate:
+            self.rate = self._bounded(estimate)
+            self.measured = True
+            self._cut(now, seq, (1 - MARGIN) * self.rate)
+
+    def pause_over(self, started: float, seq: int) -> None:
+        """A start after a pause (``seq``, at ``started``) was admitted: refusals ended before it.
+
+        Measured up to the last refused start: the limiter was still exhausted there, so
+        the span holds what it grants over such a span (and not the pause's overshoot).
+        """
+        last = self._last_refused if self._last_refused < seq else seq
+        estimate = self._admitted(self.starts[last & _MASK], last, clip=False)
+        if estimate is not None and self.rate is not None:
+            self.rate = self._bounded(estimate)
+            self._measured = started
+            self.measured = True
+            self._cut(started, seq, (1 - MARGIN) * self.rate)
+
+    def forget(self) -> None:
+        """Pace no more (slow start's first refusal turned out to be about concurrency)."""
+        self.rate = self.pace = None
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def _first_after(self, since: float, seq: int) -> int:
+        """The sequence number of the first start after ``since`` (up to ``seq``), by bisection."""
+        starts = self.starts
+        low, high = max(1, seq - _MASK), seq
+        while low < high:
+            mid = (low + high) // 2
+            if starts[mid & _MASK] <= since:
+                low = mid + 1
+            else:
+                high = mid
+        return low
+
+    def _admitted(self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN) -> float | None:
+        """Starts admitted per second over ``span`` seconds of starts up to ``seq`` (at ``end``).
+
+        With ``clip``, the span begins no earlier than the first refusal. ``None`` if it
+        is too short to say.
+        """
+        starts = self.starts
+        since = max(end - span, starts[max(1, seq - _MASK) & _MASK])
+        if clip:
+            since = max(since, self._first_refused)
+        if since >= starts[seq & _MASK] or end - since < MIN_SPAN:
+            return None
+        low = self._first_after(since, seq)
+        if seq - low < 8:
+            return None
+        refused = 0
+        for s in reversed(self._refused):
+            if s < low:
+                break
+            refused += 1
+        return max(1, (seq - low + 1) - refused) / (end - since)
+
+    def _bounded(self, estimate: float) -> float:
+        return estimate if self.told is None else min(estimate, self.told)
+
+    def _cut(self, now: float, seq: int, pace: float, back: float | None = None) -> None:
+        """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
+        climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
+        assert self.rate is not None
+        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
+        self._c_above = MARGIN / k0**3
+        self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
+        depth = max(MARGIN, 1.0 - pace / self.rate)
+        # A steady limit is crossed less often: the climb back to it takes longer (the
+        # climb past it does not, so a limit that rose is found as fast).
+        back = min(k0 * 2**self._steady, PROBE_K_MAX) if back is None else back
+        self._k = k = min(back, (depth / MARGIN) ** (1 / 3) * back)
+        self._c_below = depth / (k * k * k)
+        self._t0 = now
+        self._cut_seq = seq
+        self._cut_start = now
+        self._post_refused = 0
+        self.pace = self._probe(now)
+        self._next = max(self._next, now)

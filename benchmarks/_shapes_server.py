@@ -1,0 +1,168 @@
+"""A loopback call API shaped like a real limiter (one of ``_shapes.SHAPES``), in its own process.
+
+Not a benchmark itself. The limiter decides on each request's arrival (``time.monotonic()``);
+a refusal answers at once (the shape's status, and ``Retry-After`` as the shape says); an
+admitted request waits the shape's latency (or its turn at one of the queue's workers) and
+gets a realistic call body (``asyncvox.testing``'s, a pool chosen by a stable hash of the id).
+
+    python benchmarks/_shapes_server.py --shape token-bucket-small [--rate 100] [--n 2000]
+
+Prints its base URL as the first line of stdout, then serves until interrupted (SIGINT).
+Parent side: :class:`ShapeServer` runs one and stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import API_KEY, SERVER_CPU, pin, process_cpu_seconds
+from _shapes import Params, shape_named
+
+__all__ = ["ShapeServer"]
+
+_REFUSED = b'{"success":false,"error":"Too many requests"}'
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from asyncvox.testing import envelope, synth_call
+    from asyncvox.testing.server import stable_hash
+
+    shape = shape_named(args.shape)
+    limiter = shape.limiter(Params(args.n, args.rate, args.concurrency))
+    backend = shape.backend()
+    rng = random.Random(0)
+    bodies = [envelope(synth_call(f"pool-{i}", seed=0, turns=args.turns)) for i in range(args.pool)]
+    expected = f"Bearer {API_KEY}"
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != expected:
+            return web.Response(status=401, body=b'{"success":false,"error":"Unauthorized"}')
+        now = time.monotonic()
+        verdict = limiter.admit(now)
+        if not verdict.admitted:
+            header = shape.retry_after_header(verdict.wait)
+            headers = {"Retry-After": header} if header is not None else None
+            return web.Response(
+                status=shape.status, body=_REFUSED, content_type="application/json", headers=headers
+            )
+        try:
+            await asyncio.sleep(backend.serve(now, rng))
+            body = bodies[stable_hash(request.match_info["call_id"]) % len(bodies)]
+            return web.Response(body=body, content_type="application/json")
+        finally:
+            limiter.done(time.monotonic())
+
+    app = web.Application()
+    app.router.add_get("/calls/{call_id}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"http://127.0.0.1:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+class ShapeServer:
+    """``with ShapeServer("fixed-window", params) as s: s.base_url`` (pinned to the server CPU)."""
+
+    def __init__(self, shape: str, params: Params, *, turns: int = 6, startup_timeout: float = 60.0) -> None:
+        self.args = [
+            sys.executable,
+            __file__,
+            "--shape",
+            shape,
+            "--n",
+            str(params.n),
+            "--rate",
+            str(params.rate),
+            "--concurrency",
+            str(params.concurrency),
+            "--turns",
+            str(turns),
+        ]
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    @property
+    def command(self) -> str:
+        return " ".join(["python", "benchmarks/_shapes_server.py", *self.args[2:]])
+
+    def __enter__(self) -> ShapeServer:
+        # A fixed hash seed: the body for an id is the same in every run.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        self.proc = proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        pin(proc.pid, SERVER_CPU)
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            if not sel.select(self.startup_timeout):
+                self.__exit__()
+                raise RuntimeError(f"no base URL within {self.startup_timeout} s from {self.command}")
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+            self.__exit__()
+            raise RuntimeError(f"unexpected first line from {self.command}: {line!r}\n{err}")
+        self.base_url = line
+        return self
+
+    def cpu_seconds(self) -> float | None:
+        return process_cpu_seconds(self.proc.pid) if self.proc is not None else None
+
+    def __exit__(self, *exc_info: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shape", required=True)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--n", type=int, default=2000, help="ids in the run (the quota drop's timing)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--turns", type=int, default=6, help="transcript turns per call body")
+    parser.add_argument("--pool", type=int, default=64, help="distinct call bodies")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

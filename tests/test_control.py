@@ -1,0 +1,350 @@
+"""The governor's control logic (``asyncvox._control``) on a simulated clock.
+
+Pure and seeded: hand-fed events for the mechanics, and the benchmark's discrete-event
+simulator (``benchmarks/_sim.py``: simulated servers shaped like real limiters, a client
+of ``concurrency`` workers honouring ``Retry-After``) for the behaviour on each shape.
+A few thousand simulated requests take milliseconds; nothing here sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from asyncvox import _pacing
+from asyncvox._control import Controller
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    """A module of benchmarks/ (not a package) by file path."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+shapes = _load("_shapes")
+sim = _load("_sim")
+P = shapes.Params(n=3000, rate=100.0, concurrency=64)
+R = P.rate
+
+
+class Recorder(Controller):
+    """A controller that writes down what it decided, for the tests to look at."""
+
+    __slots__ = ("log", "pauses", "reasons", "starts")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.starts: list[tuple[float, float | None]] = []  # (time, pace after the start)
+        self.reasons: list[str | None] = []
+        self.pauses: list[tuple[float, float]] = []  # (from, until)
+        self.log: list[tuple[float, int, float | None]] = []  # (time, cap, rate) per answer
+
+    def on_start(self, now: float) -> int:
+        ticket = super().on_start(now)
+        self.starts.append((now, self.pace))
+        return ticket
+
+    def on_success(self, now: float, latency: float, ticket: int) -> None:
+        super().on_success(now, latency, ticket)
+        self.log.append((now, self.cap, self.rate))
+
+    def on_throttle(
+        self, now: float, latency: float, ticket: int, retry_after: float | None, status: int
+    ) -> None:
+        before = self.paused_until
+        super().on_throttle(now, latency, ticket, retry_after, status)
+        self.reasons.append(self.last_throttle_reason)
+        if self.paused_until > before:
+            self.pauses.append((now, self.paused_until))
+        self.log.append((now, self.cap, self.rate))
+
+
+def simulate(
+    name: str, *, seed: int = 0, told: float | None = None, params: Any = P, concurrency: int | None = None
+) -> tuple[Any, Recorder]:
+    """Run the recording controller on shape ``name``; (the run's result, the controller)."""
+    gates: list[Recorder] = []
+
+    def gate(shape: Any, share: Any) -> Recorder:
+        gates.append(Recorder(concurrency or share.concurrency, rate_limit=told))
+        return gates[-1]
+
+    result = sim.run(shapes.shape_named(name), "asyncvox", params, seed=seed, gate=gate)
+    return result, gates[0]
+
+
+def share_refused(result: Any) -> float:
+    return (result.throttled + result.failed) / result.requests
+
+
+def most_in_any(times: list[float], span: float) -> int:
+    """The most of ``times`` (sorted) in any half-open span of ``span`` seconds."""
+    most, low = 0, 0
+    for high, t in enumerate(times):
+        while times[low] <= t - span:
+            low += 1
+        most = max(most, high - low + 1)
+    return most
+
+
+# -- hand-fed mechanics ----------------------------------------------------------------------
+
+
+def run_rounds(ctl: Controller, rounds: int, latency: float = 0.1) -> list[int]:
+    """Start ``cap`` requests per round trip, all succeed; the cap after each round."""
+    now, caps = 0.0, []
+    for _ in range(rounds):
+        tickets = [ctl.on_start(now) for _ in range(ctl.cap)]
+        now += latency
+        for ticket in tickets:
+            ctl.on_success(now, latency, ticket)
+        caps.append(ctl.cap)
+    return caps
+
+
+def test_slow_start_doubles_the_window_each_round_trip_up_to_concurrency() -> None:
+    ctl = Controller(64)
+    assert ctl.cap == 4
+    assert run_rounds(ctl, 6) == [8, 16, 32, 64, 64, 64]
+
+
+def test_a_small_concurrency_is_the_window_from_the_start() -> None:
+    assert Controller(3).cap == 3
+
+
+def test_never_throttled_nothing_but_the_cap_holds_starts_back() -> None:
+    ctl = Controller(16)
+    run_rounds(ctl, 50)
+    assert ctl.free and ctl.pace is None and ctl.rate is None
+    assert not ctl.paused and ctl.last_throttle_reason is None and ctl.throttles == 0
+    assert ctl.may_start(123.0) == 0.0
+    assert ctl.cap == 16
+
+
+def test_told_rate_paces_from_the_first_start_a_hair_below_it() -> None:
+    ctl = Controller(64, rate_limit=50.0)
+    assert not ctl.free and ctl.pace == pytest.approx(50.0 * (1 - _pacing.TOLD_MARGIN))
+    now, starts = 0.0, []
+    while len(starts) < 500:
+        wait = ctl.may_start(now)
+        if wait:
+            now += wait + 0.0007  # timers fire a little late
+            continue
+        ctl.on_success(now + 0.05, 0.05, ctl.on_start(now))
+        starts.append(now)
+    assert most_in_any(starts, 1.0) <= 50
+    assert 500 / starts[-1] == pytest.approx(ctl.pace, rel=0.01)  # late timers are caught up
+
+
+def test_a_cancelled_request_frees_its_slot_and_says_nothing() -> None:
+    ctl = Controller(8)
+    tickets = [ctl.on_start(0.0) for _ in range(ctl.cap)]
+    for ticket in tickets:
+        ctl.on_cancel(ticket)
+    assert ctl.in_flight == 0 and ctl.cap == 4 and ctl.free and ctl.throttles == 0
+
+
+def test_the_state_is_readable_at_once() -> None:
+    _, ctl = simulate("quota-drop")
+    state = ctl.snapshot()
+    assert state.rate == ctl.rate and state.pace == ctl.pace and state.cap == ctl.cap
+    assert state.rate is not None and state.rate == pytest.approx(R / 4, rel=0.1)
+    assert state.last_throttle_reason == "429: rate" and state.throttles == ctl.throttles > 0
+    assert state.in_flight == 0 and state.paused_until == 0.0
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        Controller(0)
+    with pytest.raises(ValueError, match="rate_limit"):
+        Controller(4, rate_limit=0.0)
+    with pytest.raises(ValueError, match="initial_window"):
+        Controller(4, initial_window=0)
+
+
+def test_a_failure_surge_cuts_the_cap_and_recovery_gives_it_back() -> None:
+    ctl = Controller(32)
+    run_rounds(ctl, 5)
+    assert ctl.cap == 32
+    now = 10.0
+    for i in range(64):  # a third of the answers are 503s without Retry-After
+        ticket = ctl.on_start(now)
+        if i % 3:
+            ctl.on_success(now + 0.1, 0.1, ticket)
+        else:
+            ctl.on_failure(now + 0.1, 0.1, ticket, "503")
+    assert ctl.cap < 32 and ctl.throttles == 0
+    cut = ctl.cap
+    run_rounds(ctl, 40)
+    assert ctl.cap > cut
+
+
+def test_a_pause_ends_in_paced_starts_never_one_burst() -> None:
+    ctl = Controller(64)
+    run_rounds(ctl, 5)  # the window is wide open, nothing paced yet
+    now = 100.0
+    tickets = [ctl.on_start(now + i * 0.002) for i in range(40)]
+    for i, ticket in enumerate(tickets):  # every one refused: a quota ran out
+        ctl.on_throttle(now + i * 0.002 + 0.003, 0.003, ticket, 1.0, 429)
+        if ctl.paused:
+            break
+    assert ctl.paused and ctl.last_throttle_reason == "429: all refused, pausing"
+    until = ctl.paused_until
+    assert ctl.may_start(until - 0.001) > 0
+    pace = ctl.pace
+    assert pace is not None
+    starts, t = [], until
+    while len(starts) < 20:
+        wait = ctl.may_start(t)
+        if wait:
+            t += wait
+            continue
+        ctl.on_start(t)
+        starts.append(t)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.5 / pace  # GCRA: at most half an interval early, never a burst
+
+
+# -- on simulated servers ----------------------------------------------------------------------
+
+RATE_SHAPES = [
+    "token-bucket-small",
+    "token-bucket-large",
+    "fixed-window",
+    "sliding-log",
+    "sliding-counter",
+    "token-bucket-503",
+    "gcra-nginx",
+]
+
+
+@pytest.mark.parametrize("name", RATE_SHAPES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_pace_converges_to_the_servers_rate(name: str, seed: int) -> None:
+    result, ctl = simulate(name, seed=seed)
+    # Within 300 starts (3 s at R) of the first refusal the pace is within -12%..+25% of R
+    # and stays there (probes cross R; a window's limiter refuses a crossing late), at
+    # 95-103% of R on average.
+    first = next(i for i, (_, pace) in enumerate(ctl.starts) if pace is not None)
+    settled = [pace for _, pace in ctl.starts[first + 300 :] if pace is not None]
+    assert len(settled) == len(ctl.starts) - first - 300
+    assert min(settled) >= 0.88 * R and max(settled) <= 1.25 * R
+    assert 0.95 * R <= sum(settled) / len(settled) <= 1.03 * R
+    assert result.lost == 0
+    assert share_refused(result) < 0.02
+    assert result.wall / shapes.ideal(shapes.shape_named(name), P) <= 1.1
+
+
+def test_503_with_retry_after_is_a_throttle_like_429() -> None:
+    result_503, ctl = simulate("token-bucket-503")
+    result_429, _ = simulate("token-bucket-small")
+    assert ctl.reasons and all(reason is not None and reason.startswith("503: ") for reason in ctl.reasons)
+    assert result_503.failed == 0 and result_503.throttled == result_429.throttled
+
+
+@pytest.mark.parametrize("name", ["token-bucket-small", "token-bucket-large", "gcra-nginx", "quota-drop"])
+def test_no_client_wide_pause_while_some_requests_are_admitted(name: str) -> None:
+    _, ctl = simulate(name)
+    assert ctl.throttles and not ctl.pauses
+
+
+def test_an_exhausted_window_pauses_and_no_start_bursts_after() -> None:
+    _, ctl = simulate("fixed-window")
+    assert ctl.pauses  # slow start's overshoot exhausts the first window
+    first = ctl.pauses[0][0]
+    paced = [(t, pace) for t, pace in ctl.starts if t >= first]
+    top = max(pace for _, pace in paced if pace is not None)
+    # GCRA: any span holds at most span x pace + 1.5 starts.
+    assert most_in_any([t for t, _ in paced], 0.05) <= 0.05 * top + 2
+    assert not any(start < until and start > begin for start, _ in paced for begin, until in ctl.pauses)
+
+
+def test_the_in_flight_cap_is_learned_from_concurrency_refusals_only() -> None:
+    result, ctl = simulate("concurrency-cap")
+    cap = shapes.CONCURRENCY_CAP
+    assert ctl.last_throttle_reason == "429: concurrency"
+    assert cap <= ctl.cap <= cap + 1
+    assert ctl.rate is None and ctl.pace is None  # nothing pointed to a rate limit
+    assert share_refused(result) < 0.01 and result.lost == 0
+    assert result.wall / shapes.ideal(shapes.shape_named("concurrency-cap"), P) <= 1.1
+
+
+@pytest.mark.parametrize("name", RATE_SHAPES)
+def test_refusals_for_rate_never_cut_the_in_flight_cap(name: str) -> None:
+    _, ctl = simulate(name)
+    assert not any(reason is not None and reason.endswith("concurrency") for reason in ctl.reasons)
+    first = next(i for i, (_, _, rate) in enumerate(ctl.log) if rate is not None)
+    # What the pace needs in flight (R x 150 ms at most) always fits under the cap.
+    assert min(cap for _, cap, _ in ctl.log[first + 200 :]) >= R * 0.15
+
+
+def test_a_limit_cut_to_a_quarter_is_followed_within_seconds() -> None:
+    result, ctl = simulate("quota-drop")
+    drop = P.n / (2 * R)
+    after = [pace for t, pace in ctl.starts if t > drop + 5.0]
+    assert len(after) > 1000 and None not in after
+    # Probes cross it (a full bucket hides a crossing for a while), at 95-103% on average.
+    assert max(after) <= 1.6 * R / 4
+    assert 0.95 * R / 4 <= sum(after) / len(after) <= 1.03 * R / 4
+    assert share_refused(result) < 0.02 and result.lost == 0
+    assert result.wall / shapes.ideal(shapes.shape_named("quota-drop"), P) <= 1.1
+
+
+def test_a_generous_server_is_fetched_as_fast_as_its_limit_allows() -> None:
+    result, _ = simulate("generous")
+    fixed = sim.run(shapes.shape_named("generous"), "stainless-style", P, seed=0)
+    assert result.lost == 0 and share_refused(result) < 0.02
+    assert result.wall / shapes.ideal(shapes.shape_named("generous"), P) <= 1.1
+    assert fixed.lost > 0  # the fixed-concurrency client trips the limit and gives ids up
+
+
+@pytest.mark.parametrize("name", ["queue", "overload"])
+def test_a_server_with_no_limiter_is_not_queued_up(name: str) -> None:
+    result, ctl = simulate(name)
+    fixed = sim.run(shapes.shape_named(name), "asyncvox-0.1", P, seed=0)  # 64 in flight, always
+    workers = shapes.shape_named(name).workers
+    settled = [cap for t, cap, _ in ctl.log if t > 1.0]
+    assert max(settled) <= 3 * workers  # a queue of about the workers' number, not 64
+    assert result.lost == 0 and result.failed <= 0.01 * result.requests  # slow start's overshoot
+    assert fixed.failed >= 10 * result.failed
+    assert result.wall <= 1.05 * fixed.wall  # and no slower for it
+
+
+def test_the_learned_rate_never_exceeds_a_told_rate() -> None:
+    told = R / 2  # below the server's limit: the told one rules
+    result, ctl = simulate("token-bucket-small", told=told)
+    assert result.throttled == 0
+    assert all(pace is not None and pace <= told for _, pace in ctl.starts)
+    assert most_in_any([t for t, _ in ctl.starts], 1.0) <= told
+    told = 2 * R  # above it: learned, never above the told one
+    result, ctl = simulate("token-bucket-small", told=told)
+    assert ctl.rate is not None and ctl.rate <= told
+    assert result.wall / shapes.ideal(shapes.shape_named("token-bucket-small"), P) <= 1.1
+
+
+@pytest.mark.parametrize("name", ["token-bucket-small", "fixed-window", "sliding-log", "gcra-nginx"])
+def test_a_told_rate_trips_no_rolling_window(name: str) -> None:
+    result, ctl = simulate(name, told=R)
+    assert result.throttled == 0 and result.lost == 0
+    assert most_in_any([t for t, _ in ctl.starts], 1.0) <= R
+    assert result.wall / shapes.ideal(shapes.shape_named(name), P) <= 1.05
+
+
+def test_simulations_are_deterministic() -> None:
+    first, _ = simulate("sliding-counter", seed=3)
+    second, _ = simulate("sliding-counter", seed=3)
+    assert (first.wall, first.requests, first.throttled) == (second.wall, second.requests, second.throttled)
