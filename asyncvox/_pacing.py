@@ -86,6 +86,7 @@ class Pacer:
     __slots__ = (
         "_c_above",
         "_c_below",
+        "_chain_floor",
         "_cut_seq",
         "_cut_start",
         "_emergency",
@@ -95,6 +96,7 @@ class Pacer:
         "_measured",
         "_next",
         "_onset",
+        "_onsets",
         "_post_refused",
         "_refused",
         "_seq",
@@ -123,9 +125,11 @@ class Pacer:
         self._refused: deque[int] = deque(maxlen=RING)  # refused starts' sequence numbers
         self._last_refused = -1
         self._onset = False  # whether the last refusal noted was an onset
+        self._onsets = 0  # rates measured at an onset so far
         self._first_refused = 0.0
         self._measured = 0.0  # when the rate was last measured
         self._emergency = False  # the last cut was an emergency
+        self._chain_floor: float | None = None  # the lowest estimate the pause chain allows
         self._steady = 0  # measurements in a row that found the estimate where it was
         self._cut_seq = 0
         self._cut_start = 0.0
@@ -222,6 +226,7 @@ class Pacer:
                 self.rate = self._bounded(estimate)
                 self._measured = started
                 self.measured = True
+                self._onsets += 1
                 self._cut(now, newest, min(self.pace, (1 - MARGIN) * self.rate))
                 return
         # Refusals go on under the pace set at the cut: slow down to what was admitted since.
@@ -262,9 +267,15 @@ class Pacer:
         if self.rate is None:
             self._first_refusal(now, now, seq, lately)  # whatever comes after is paced
         assert self.rate is not None
+        if self._chain_floor is None and not self._onsets:
+            # Refused from the first, no onset ever measured the limit: a chain of pauses
+            # halves the estimate at most once, in all. A span of nothing but refusals (a
+            # burst of 429s from a server that then recovers) says little about the limit
+            # after it, and halving per pause would compound to a crawl.
+            self._chain_floor = 0.5 * self.rate
         estimate = self._admitted(until, seq, clip=False)
         if estimate is not None and estimate < self.rate:
-            self.rate = self._bounded(estimate)
+            self.rate = self._bounded(max(estimate, self._chain_floor or 0.0))
             self.measured = True
             self._cut(now, seq, (1 - MARGIN) * self.rate)
 
@@ -276,8 +287,9 @@ class Pacer:
         """
         last = self._last_refused if self._last_refused < seq else seq
         estimate = self._admitted(self.starts[last & _MASK], last, clip=False)
+        floor, self._chain_floor = self._chain_floor, None
         if estimate is not None and self.rate is not None:
-            self.rate = self._bounded(estimate)
+            self.rate = self._bounded(max(estimate, floor or 0.0))
             self._measured = started
             self.measured = True
             self._cut(started, seq, (1 - MARGIN) * self.rate)

@@ -1,33 +1,41 @@
-"""Shared limits for every request a client sends.
+"""Shared limits for every request a client sends: the :class:`Governor` and the
+:class:`RetryBudget`.
 
-One :class:`Governor` per client, consulted by every attempt (single calls and all
-batches alike):
+One governor per client, consulted by every attempt (single calls, batches and polls
+alike). It runs the control logic of :mod:`asyncvox._control` (a pure state machine fed
+events and a clock) against the event loop:
 
-* an in-flight cap that shrinks by half when the server throttles (429) and grows back by
-  one per window of successes (AIMD), never above the client's ``concurrency``;
-* a client-wide pause: after a 429 no new request starts until its ``Retry-After`` has
-  passed, so workers slow down together instead of hammering on their own schedules;
-* an optional start rate (requests per second), spaced evenly (GCRA / virtual scheduling);
-* a retry budget, so that retries cannot multiply the load of an outage.
+* **slow start**: a small in-flight window that grows quickly while nothing pushes back,
+  up to the client's ``concurrency``;
+* **a measured rate**: once the server throttles (429, or 503 with ``Retry-After``), the
+  rate it grants is estimated over a span as long as its window and starts are paced a
+  little below it, probing upward along a bounded cubic;
+* **an in-flight cap learned apart**: cut only on evidence of "too many at once", or on
+  rising latency and failure surges from a server that never says 429;
+* **pauses only when the server means it**: the whole client stops only when every
+  answer is a refusal, and afterwards starts resume at the pace, never as a burst;
+* a told ``rate_limit`` paces a hair under it and caps the estimate.
 
-The fast path (:meth:`Governor.try_acquire`) is a few attribute checks with no ``await``
-and no allocation; the machinery only runs once the server pushes back.
+The fast path (:meth:`Governor.try_start`) is a few attribute checks and one counter
+update, no ``await`` and no allocation, until the server pushes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
+from typing import NamedTuple
 
+from ._control import Controller, ControlState
 from ._testmode import is_testing
 from .errors import APITimeoutError, ConfigurationError, RateLimitError
 
-__all__ = ["DEFAULT_THROTTLE_PAUSE", "Governor", "RetryBudget"]
+__all__ = ["Governor", "GovernorState", "RetryBudget"]
 
-#: Pause after a 429 that carried no ``Retry-After``.
-DEFAULT_THROTTLE_PAUSE = 1.0
+logger = logging.getLogger("asyncvox")
 
 
 class RetryBudget:
@@ -92,8 +100,38 @@ class RetryBudget:
         return False
 
 
+class GovernorState(NamedTuple):
+    """What the governor knows right now (:attr:`Governor.state`), for a progress line.
+
+    Attributes:
+        rate: the learned estimate of the server's rate (requests/s); ``None`` until it
+            throttled.
+        pace: the start rate in force (requests/s); ``None`` while starts are not paced.
+        cap: the in-flight cap in force (at most the client's ``concurrency``).
+        in_flight: requests on the wire.
+        paused_for: seconds until a client-wide pause ends (0.0: none).
+        last_throttle_reason: what the last refusal was taken for (``"429: rate"``,
+            ``"429: concurrency"``, ``"503: all refused, pausing"``), or ``None``.
+        throttles: refusals seen.
+    """
+
+    rate: float | None
+    pace: float | None
+    cap: int
+    in_flight: int
+    paused_for: float
+    last_throttle_reason: str | None
+    throttles: int
+
+
 class Governor:
-    """In-flight cap (AIMD), client-wide 429 pause and optional start rate for one client."""
+    """The shared limits of one client; see the module docstring.
+
+    The request path asks for a start with :meth:`try_start` (or, when that returns
+    ``-1``, awaits :meth:`start`), keeps the ticket it gets, and reports how the request
+    ended with exactly one of :meth:`succeeded`, :meth:`throttled_by`, :meth:`failed` or
+    :meth:`abandoned`. Times are :func:`time.monotonic` seconds.
+    """
 
     def __init__(
         self,
@@ -102,160 +140,236 @@ class Governor:
         rate_limit: float | None = None,
         max_pause: float = 60.0,
         budget: RetryBudget | None = None,
+        initial_window: int = 4,
     ) -> None:
+        self._ctl = Controller(
+            concurrency, rate_limit=rate_limit, initial_window=initial_window, max_pause=max_pause
+        )
+        #: The client's ``concurrency``: the in-flight cap never exceeds it.
         self.cap = concurrency
-        #: The current in-flight limit (between 1 and ``cap``).
-        self.limit = concurrency
-        self.in_flight = 0
-        #: The most requests that were ever in flight at once.
-        self.peak_in_flight = 0
-        self.throttled = 0
         self.budget = budget if budget is not None else RetryBudget()
         self.max_pause = max_pause
-        self._interval = 1.0 / rate_limit if rate_limit else 0.0
-        self._next_start = 0.0
-        self._pause_until = 0.0
-        self._decrease_guard = 0.0
-        self._successes = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._resume_handle: asyncio.TimerHandle | None = None
-        # True while nothing but the in-flight count can hold a request back.
-        self._simple = not self._interval
+        #: The most requests that were ever in flight at once.
+        self.peak_in_flight = 0
+        self._waiters: deque[asyncio.Future[int]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._logged: ControlState | None = None
 
-    def try_acquire(self) -> bool:
-        """Take a slot without waiting, if nothing holds requests back right now."""
-        if self._simple and self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            if self.in_flight > self.peak_in_flight:
-                self.peak_in_flight = self.in_flight
-            return True
-        return False
+    # -- readable state ----------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        """The in-flight cap in force (slow start, then learned; at most :attr:`cap`)."""
+        return self._ctl.cap
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on the wire right now."""
+        return self._ctl.in_flight
+
+    @property
+    def throttled(self) -> int:
+        """Refusals (429, or 503 with ``Retry-After``) seen."""
+        return self._ctl.throttles
+
+    @property
+    def rate(self) -> float | None:
+        """The learned estimate of the server's rate (requests/s); ``None`` until throttled."""
+        return self._ctl.rate
+
+    @property
+    def pace(self) -> float | None:
+        """The start rate in force (requests/s); ``None`` while starts are not paced."""
+        return self._ctl.pace
+
+    @property
+    def last_throttle_reason(self) -> str | None:
+        """What the last refusal was taken for, or ``None``."""
+        return self._ctl.last_throttle_reason
 
     @property
     def paused_for(self) -> float:
-        """Seconds until new requests may start again after a 429 (0.0 when not paused)."""
-        if not self._pause_until:
-            return 0.0
-        return max(0.0, self._pause_until - asyncio.get_running_loop().time())
+        """Seconds until the client-wide pause ends (0.0 when not paused)."""
+        until = self._ctl.paused_until
+        return max(0.0, until - time.monotonic()) if until else 0.0
 
-    async def acquire(self, call_id: str | None = None, deadline: float | None = None) -> None:
-        """Wait for a slot (the slow path): behind the pause, the in-flight limit and the queue.
+    @property
+    def state(self) -> GovernorState:
+        """All of the above at once."""
+        ctl = self._ctl
+        return GovernorState(
+            ctl.rate,
+            ctl.pace,
+            ctl.cap,
+            ctl.in_flight,
+            self.paused_for,
+            ctl.last_throttle_reason,
+            ctl.throttles,
+        )
 
-        Waiters are served in order; a slot is handed over by whoever frees it
-        (:meth:`release`, the end of a pause, a higher limit), already counted in
-        ``in_flight``. ``deadline`` (a :func:`time.monotonic` time) bounds the wait: a
-        pause that would outlast it raises :class:`~asyncvox.RateLimitError` at once (with
-        the pause left as ``retry_after``), a slot that does not free up in time
-        :class:`~asyncvox.APITimeoutError`. Neither was sent: both carry ``sent = False``.
+    # -- starting a request ------------------------------------------------------------
+
+    def try_start(self, now: float) -> int:
+        """A ticket for a start now, or ``-1`` if the caller must :meth:`start` (wait)."""
+        ctl = self._ctl
+        if ctl.free and ctl.in_flight < ctl.cap and not self._waiters:
+            ticket = ctl.on_start(now)
+            if ctl.in_flight > self.peak_in_flight:
+                self.peak_in_flight = ctl.in_flight
+            return ticket
+        return -1
+
+    async def start(self, call_id: str | None = None, deadline: float | None = None) -> int:
+        """Wait for a start (the slow path): behind the pause, the pace, the cap and the queue.
+
+        Waiters are served in order, one start at a time at the pace. ``deadline`` (a
+        :func:`time.monotonic` time) bounds the wait: a pause or pace that would start
+        the call after it raises at once (:class:`~asyncvox.RateLimitError` for a pause,
+        with the pause left as ``retry_after``; :class:`~asyncvox.APITimeoutError`
+        otherwise), and so does a slot that does not free up in time. Neither was sent:
+        both carry ``sent = False``.
         """
-        loop = asyncio.get_running_loop()
-        if self._pause_until or self.in_flight >= self.limit or self._waiters:
-            left = self._pause_until - loop.time()
-            if deadline is not None and left > 0 and time.monotonic() + left > deadline:
-                raise RateLimitError(
-                    429,
-                    f"the client is pausing {left:.2f} s after a 429, past this call's total_timeout",
-                    call_id=call_id,
-                    retry_after=left,
-                    sent=False,
-                )
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(fut)
-            try:
-                if deadline is None:
-                    await fut
-                else:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        await fut
-            except BaseException as exc:
-                if fut.done() and not fut.cancelled():
-                    self.release()  # a slot was handed to us; we will not use it
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(fut)
-                if isinstance(exc, TimeoutError):
-                    raise APITimeoutError(
-                        "no free request slot within total_timeout", call_id=call_id, sent=False
-                    ) from None
-                raise
-        else:
-            self.in_flight += 1
-        if self.in_flight > self.peak_in_flight:
-            self.peak_in_flight = self.in_flight
-        if self._interval:
-            now = loop.time()
-            start = max(now, self._next_start)
-            if start > now and deadline is not None and time.monotonic() + (start - now) > deadline:
-                # Never sent: no reservation is taken, so nothing has to be given back.
-                self.release()
+        if deadline is not None:
+            self._check_deadline(call_id, deadline)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._pump()
+        try:
+            if fut.done():
+                return fut.result()
+            if deadline is None:
+                return await fut
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await fut
+        except BaseException as exc:
+            if fut.done() and not fut.cancelled():
+                self._ctl.on_cancel(fut.result())  # a start was handed to us; never sent
+                self._pump()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+            if isinstance(exc, TimeoutError):
                 raise APITimeoutError(
-                    f"rate_limit would start this call in {start - now:.2f} s, past its total_timeout",
-                    call_id=call_id,
-                    sent=False,
-                )
-            self._next_start = start + self._interval
-            if start > now:
-                try:
-                    await asyncio.sleep(start - now)
-                except BaseException:
-                    # A call that never sends gives its start back, so the calls after it
-                    # do not wait for a request that never happened.
-                    self._next_start = max(loop.time(), self._next_start - self._interval)
-                    self.release()
-                    raise
+                    "no request slot or start within total_timeout", call_id=call_id, sent=False
+                ) from None
+            raise
 
-    def release(self) -> None:
-        """Give a slot back; hand it to the first waiter, if any."""
-        self.in_flight -= 1
-        if self._waiters:
-            self._wake()
+    def _check_deadline(self, call_id: str | None, deadline: float) -> None:
+        now = time.monotonic()
+        ctl = self._ctl
+        if is_testing() and ctl.told is None:
+            return
+        wait = ctl.may_start(now)
+        if ctl.pace is not None and self._waiters:
+            wait += len(self._waiters) / ctl.pace  # each waiter ahead takes one interval
+        if wait <= 0 or now + wait <= deadline:
+            return
+        if ctl.paused:
+            raise RateLimitError(
+                429,
+                f"the client is pausing {wait:.2f} s (every request was refused), past this "
+                "call's total_timeout",
+                call_id=call_id,
+                retry_after=wait,
+                sent=False,
+            )
+        raise APITimeoutError(
+            f"the start pace ({ctl.pace or 0:.3g}/s: rate_limit, or the rate the server grants) would "
+            f"start this call in {wait:.2f} s, past its total_timeout",
+            call_id=call_id,
+            sent=False,
+        )
+
+    def _pump(self) -> None:
+        """Hand starts to waiters, in order, as the controller allows; come back when it says."""
+        ctl = self._ctl
+        waiters = self._waiters
+        testing = is_testing()
+        while waiters and ctl.in_flight < ctl.cap:
+            now = time.monotonic()
+            wait = ctl.may_start(now)
+            if wait > 0 and not (testing and ctl.told is None):
+                self._arm(wait)
+                return
+            fut = waiters.popleft()
+            if fut.done():
+                continue
+            fut.set_result(ctl.on_start(now))
+            if ctl.in_flight > self.peak_in_flight:
+                self.peak_in_flight = ctl.in_flight
+
+    def _arm(self, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + wait
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return
+            timer.cancel()
+        # Kept apart: uvloop's handles have no when(). A timer that fires a little early
+        # (uvloop does) finds may_start() > 0 and arms again.
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._wake)
 
     def _wake(self) -> None:
-        """Hand free slots to waiters, in order, unless a pause is on."""
-        if self._pause_until:
+        self._timer = None
+        self._pump()
+
+    # -- how it ended ------------------------------------------------------------------
+
+    def succeeded(self, ticket: int, started: float, now: float) -> None:
+        """An answer that was not a refusal or a failure (200, the API's 404, other 4xx)."""
+        ctl = self._ctl
+        ctl.on_success(now, now - started, ticket)
+        if self._waiters:
+            self._pump()
+
+    def throttled_by(
+        self, ticket: int, started: float, now: float, retry_after: float | None, status: int
+    ) -> None:
+        """A refusal for load: a 429, or a 503 with ``Retry-After``."""
+        self._ctl.on_throttle(now, now - started, ticket, retry_after, status)
+        self._pump()
+        self._log_change()
+
+    def failed(self, ticket: int, started: float, now: float, kind: str) -> None:
+        """A failure not for load: another 5xx, a timeout, a dropped connection."""
+        self._ctl.on_failure(now, now - started, ticket, kind)
+        self._pump()
+        self._log_change()
+
+    def abandoned(self, ticket: int) -> None:
+        """The request was cancelled (or never answered for a reason of ours): no signal."""
+        self._ctl.on_cancel(ticket)
+        if self._waiters:
+            self._pump()
+
+    def _log_change(self) -> None:
+        """An INFO line when the pace, the cap or the pause changed materially."""
+        if not logger.isEnabledFor(logging.INFO):
             return
-        waiters = self._waiters
-        while waiters and self.in_flight < self.limit:
-            fut = waiters.popleft()
-            if not fut.done():
-                self.in_flight += 1
-                fut.set_result(None)
-
-    def on_success(self) -> None:
-        """Additive increase: one more slot per ``limit`` successes, up to ``cap``."""
-        self._successes += 1
-        if self._successes >= self.limit:
-            self._successes = 0
-            self.limit += 1
-            if self._waiters:
-                self._wake()
-
-    def on_throttle(self, retry_after: float | None) -> None:
-        """A 429: pause new requests client-wide and halve the in-flight limit (once per pause)."""
-        self.throttled += 1
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        pause = DEFAULT_THROTTLE_PAUSE if retry_after is None else retry_after
-        # The testing switch zeroes every wait: the limit still halves, nobody pauses.
-        until = now + (0.0 if is_testing() else min(pause, self.max_pause))
-        if until > now and until > self._pause_until:
-            self._pause_until = until
-            self._simple = False
-            if self._resume_handle is not None:
-                self._resume_handle.cancel()
-            self._resume_handle = loop.call_at(until, self._resume)
-        if now >= self._decrease_guard:
-            self.limit = max(1, self.limit // 2)
-            self._successes = 0
-            self._decrease_guard = until
-
-    def _resume(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._pause_until > loop.time():
-            # Some loops (uvloop) fire timers a little early: come back when it is really over.
-            self._resume_handle = loop.call_at(self._pause_until, self._resume)
+        now = self._ctl.snapshot()
+        before = self._logged
+        if before is not None and not _material(before, now):
             return
-        self._resume_handle = None
-        self._pause_until = 0.0
-        self._simple = not self._interval
-        self._wake()
+        self._logged = now
+        pace = f"{now.pace:.1f}/s" if now.pace is not None else "off"
+        rate = f"{now.rate:.1f}/s" if now.rate is not None else "unknown"
+        logger.info(
+            "governor: pace %s (server rate %s), in-flight cap %d, %s; last throttle: %s",
+            pace,
+            rate,
+            now.cap,
+            "paused" if now.paused_until else "running",
+            now.last_throttle_reason,
+        )
+
+
+def _material(a: ControlState, b: ControlState) -> bool:
+    """Whether the state moved enough to be worth a log line (20% of pace or cap, a pause)."""
+    if bool(a.paused_until) != bool(b.paused_until) or (a.pace is None) != (b.pace is None):
+        return True
+    if a.pace is not None and b.pace is not None and abs(a.pace - b.pace) > 0.2 * a.pace:
+        return True
+    return abs(a.cap - b.cap) > max(1, a.cap // 5)

@@ -212,14 +212,17 @@ class Requester:
         """Send one request: the call's slice, ``None`` (or :class:`NotYet`, when the server
         said when to ask again) for the API's not found, or raise."""
         gov = self.governor
-        if not gov.try_acquire():
-            await gov.acquire(call_id, deadline)
+        started = time.monotonic()
+        ticket = gov.try_start(started)
+        if ticket < 0:
+            ticket = await gov.start(call_id, deadline)
+            started = time.monotonic()
         timeout = None
         if deadline is not None:
-            left = deadline - time.monotonic()
+            left = deadline - started
             if left < self._attempt_seconds:  # the call's last attempt ends at its deadline
                 if left <= 0:
-                    gov.release()
+                    gov.abandoned(ticket)
                     raise APITimeoutError("total_timeout ran out", call_id=call_id, sent=False)
                 timeout = left
         if stats is not None:
@@ -227,22 +230,24 @@ class Requester:
         try:
             resp = await self.transport.get(url, timeout)
         except APIConnectionError as exc:
+            kind = "timeout" if isinstance(exc, APITimeoutError) else "connection"
+            gov.failed(ticket, started, time.monotonic(), kind)
             exc.call_id = call_id
             raise
-        finally:
-            gov.release()
+        except BaseException:
+            gov.abandoned(ticket)  # cancelled, or closed under us: says nothing of the server
+            raise
         status = resp.status
         body = resp.body
         if stats is not None:
             stats.statuses[status] += 1
             stats.bytes_received += len(body)
         if status == 200:
-            found = split_body(body, call_id)
-            if gov.limit < gov.cap:
-                gov.on_success()
-            return found
+            gov.succeeded(ticket, started, time.monotonic())
+            return split_body(body, call_id)
         headers = resp.headers
         if status == 404 and is_api_not_found(body):
+            gov.succeeded(ticket, started, time.monotonic())
             return _poll_hint(headers)
         error = status_error(
             status,
@@ -253,8 +258,13 @@ class Requester:
             retry_after=headers.get("Retry-After") if headers is not None else None,
             secret=self._secret,
         )
-        if isinstance(error, RateLimitError):
-            gov.on_throttle(error.retry_after)
+        ended = time.monotonic()
+        if status == 429 or (status == 503 and error.retry_after is not None):
+            gov.throttled_by(ticket, started, ended, error.retry_after, status)
+        elif status >= 500:
+            gov.failed(ticket, started, ended, str(status))
+        else:
+            gov.succeeded(ticket, started, ended)  # answered: nothing about load
         raise error
 
     async def _retry(

@@ -21,8 +21,9 @@ import contextlib
 from collections import deque
 from typing import Any
 
-from asyncvox._control import Controller
 from asyncvox._governor import RetryBudget
+
+from asyncvox._control import Controller
 
 __all__ = ["ControlGovernor", "install"]
 

@@ -236,13 +236,14 @@ RATE_SHAPES = [
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_pace_converges_to_the_servers_rate(name: str, seed: int) -> None:
     result, ctl = simulate(name, seed=seed)
-    # Within 300 starts (3 s at R) of the first refusal the pace is within -12%..+25% of R
+    # Within 300 starts (3 s at R) of the first refusal the pace is within -15%..+25% of R
     # and stays there (probes cross R; a window's limiter refuses a crossing late), at
-    # 95-103% of R on average.
+    # 95-103% of R on average. (-15%, not -12%: a pause chain from the very first requests
+    # may halve the estimate only once, so a sliding log's first dip goes a little lower.)
     first = next(i for i, (_, pace) in enumerate(ctl.starts) if pace is not None)
     settled = [pace for _, pace in ctl.starts[first + 300 :] if pace is not None]
     assert len(settled) == len(ctl.starts) - first - 300
-    assert min(settled) >= 0.88 * R and max(settled) <= 1.25 * R
+    assert min(settled) >= 0.85 * R and max(settled) <= 1.25 * R
     assert 0.95 * R <= sum(settled) / len(settled) <= 1.03 * R
     assert result.lost == 0
     assert share_refused(result) < 0.02

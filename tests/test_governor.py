@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import asyncvox
-from asyncvox.testing import DemoServer, Fault, FaultProfile
+from asyncvox.testing import DemoServer, Fault, FaultProfile, MockTransport
 
 KEY = "governor-key"
 
@@ -54,52 +54,104 @@ def test_a_batch_survives_repeated_429_pauses(loop_factory: Callable[[], asyncio
 
 @pytest.mark.real_waits
 @pytest.mark.parametrize("loop_factory", _loops())
-def test_after_a_pause_the_whole_limit_is_used_again(
+def test_a_throttled_request_waits_its_retry_after_while_others_go_on(
     loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
-    """Many concurrent get_call tasks (a web app): once the pause ends and the limit grows
-    back, all of it is used, not just the slot or two that the end of the pause handed on."""
+    async def main() -> tuple[list[asyncvox.FetchOutcome], list[Any]]:
+        async with DemoServer(api_key=KEY, turns=2, record=True) as server:
+            server.script("slow-lane", [Fault.rate_limited("1"), 200])
+            async with asyncvox.Client(KEY, server.base_url, concurrency=8) as client:
+                ids = ["slow-lane", *(f"o-{i}" for i in range(300))]
+                outcomes = await client.fetch_calls(ids)
+            assert server.log is not None
+            return outcomes, server.log
 
-    async def main() -> tuple[int, int, asyncvox.Governor]:
-        profile = FaultProfile(latency=(0.002, 0.004))
-        async with DemoServer(api_key=KEY, turns=2, profile=profile) as server:
-            server.script(None, [Fault.rate_limited("1")] * 2)
-            async with asyncvox.Client(KEY, server.base_url, concurrency=16) as client:
-                gov = client.governor
-                busiest_after_recovery = 0
-                done = asyncio.Event()
-
-                async def watch() -> None:
-                    nonlocal busiest_after_recovery
-                    while not done.is_set():
-                        if gov.throttled and not gov.paused_for and gov.limit == gov.cap:
-                            busiest_after_recovery = max(busiest_after_recovery, gov.in_flight)
-                        await asyncio.sleep(0)
-
-                watcher = asyncio.create_task(watch())
-                results = await asyncio.gather(*(client.get_call(f"w-{i}") for i in range(1200)))
-                done.set()
-                await watcher
-                return sum(r is not None for r in results), busiest_after_recovery, gov
-
-    found, busiest, gov = run_on(loop_factory, main())
-    assert found == 1200
-    assert gov.throttled == 2
-    assert busiest == gov.cap  # every slot in use again, not stuck at a fraction of it
-    assert gov.in_flight == 0
+    outcomes, log = run_on(loop_factory, main())
+    assert all(o.found for o in outcomes)
+    slow = [r for r in log if r.call_id == "slow-lane"]
+    assert [r.status for r in slow] == [429, 200]
+    assert slow[1].arrived - slow[0].answered >= 1.0 - 0.02  # its own Retry-After
+    during = [r for r in log if r.call_id != "slow-lane" and slow[0].answered < r.arrived < slow[1].arrived]
+    assert during, "one throttled id must not stop the others"
 
 
 @pytest.mark.real_waits
-async def test_a_pause_longer_than_total_timeout_fails_at_once_without_sending(
-    server: DemoServer,
+@pytest.mark.parametrize("loop_factory", _loops())
+def test_when_everything_is_refused_the_client_pauses_and_resumes_without_a_burst(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
-    server.script("a", [Fault.rate_limited("5")])
-    async with asyncvox.Client(server.api_key, server.base_url) as client:
-        first = await client.fetch("a", max_retries=0)
-        assert isinstance(first.error, asyncvox.RateLimitError) and first.attempts == 1
-        assert client.governor.paused_for > 4
-        waited = await client.fetch("b", total_timeout=1.0)
-    assert isinstance(waited.error, asyncvox.RateLimitError)
-    assert waited.error.retry_after is not None and waited.error.retry_after > 4
-    assert waited.attempts == 0  # nothing was sent for "b"
-    assert server.stats.requests_for("b") == 0
+    async def main() -> tuple[int, list[Any], asyncvox.Governor]:
+        async with DemoServer(api_key=KEY, turns=2, record=True) as server:
+            server.script(None, [Fault.rate_limited("1")] * 12)
+            # 429s count as attempts: enough retries that no id runs out during the episode.
+            async with asyncvox.Client(KEY, server.base_url, concurrency=16, max_retries=12) as client:
+                gov = client.governor
+                server.on_request = lambda _id: gov.paused_for
+                results = await asyncio.gather(*(client.get_call(f"w-{i}") for i in range(200)))
+            assert server.log is not None
+            return sum(r is not None for r in results), server.log, gov
+
+    found, log, gov = run_on(loop_factory, main())
+    assert found == 200
+    assert gov.in_flight == 0
+    assert gov.last_throttle_reason is not None
+    refused = [r for r in log if r.status == 429]
+    assert len(refused) == 12
+    # After the last refusal, the waiting requests go at the pace, not all at once.
+    after = sorted(r.arrived for r in log if r.arrived > refused[-1].answered)
+    assert after, "nothing was sent after the refusals"
+    burst = sum(1 for t in after if t - after[0] < 0.005)
+    assert burst < 16, f"{burst} requests left within 5 ms of the pause's end"
+
+
+async def _refuse_everything(client: asyncvox.Client) -> None:
+    """Send until the governor stops the whole client: every answer a 429."""
+    for _ in range(40):
+        outcomes = await asyncio.gather(*(client.fetch(f"r-{i}", max_retries=0) for i in range(4)))
+        assert all(isinstance(o.error, asyncvox.RateLimitError) for o in outcomes)
+        if client.governor.paused_for > 0:
+            return
+    pytest.fail("the governor never paused although every answer was a 429")
+
+
+async def _always_429(url: str) -> asyncvox.Response:
+    await asyncio.sleep(0.01)  # answers take a while, so the refusals span some time
+    return asyncvox.Response(429, b'{"success":false,"error":"slow down"}', {"Retry-After": "30"})
+
+
+@pytest.mark.real_waits
+async def test_a_pause_past_a_calls_deadline_fails_at_once_without_sending() -> None:
+    mock = MockTransport(_always_429)
+    async with asyncvox.Client(KEY, "http://api.test/v1", transport=mock, concurrency=4) as client:
+        await _refuse_everything(client)
+        sent = len(mock.requests)
+        outcome = await client.fetch("b", total_timeout=0.001)
+        assert client.governor.last_throttle_reason == "429: all refused, pausing"
+    assert isinstance(outcome.error, asyncvox.RateLimitError)
+    assert outcome.error.sent is False and outcome.attempts == 0
+    assert len(mock.requests) == sent  # nothing was sent for "b"
+
+
+@pytest.mark.real_waits
+async def test_cancelling_a_call_waiting_in_a_pause_leaves_nothing_held() -> None:
+    mock = MockTransport(_always_429)
+    async with asyncvox.Client(KEY, "http://api.test/v1", transport=mock, concurrency=4) as client:
+        await _refuse_everything(client)
+        waiting = asyncio.create_task(client.get_call("c"))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert client.governor.in_flight == 0
+        assert not mock.requests or not mock.requests[-1].endswith("/c")
+
+
+async def test_single_calls_and_batches_share_one_governor() -> None:
+    async with DemoServer(api_key=KEY, turns=2, profile=FaultProfile(latency=(0.002, 0.01))) as server:
+        async with asyncvox.Client(KEY, server.base_url, concurrency=6) as client:
+            batch = asyncio.create_task(client.fetch_calls([f"b-{i}" for i in range(300)]))
+            singles = await asyncio.gather(*(client.get_call(f"s-{i}") for i in range(100)))
+            outcomes = await batch
+            assert client.governor.peak_in_flight <= 6
+        assert server.stats.peak_in_flight <= 6
+    assert all(s is not None for s in singles) and all(o.found for o in outcomes)
