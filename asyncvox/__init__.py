@@ -28,7 +28,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
-from .limits import Governor, RetryBudget
+from .limits import Governor, GovernorState, RetryBudget
 from .models import (
     Call,
     CallError,
@@ -86,6 +86,7 @@ __all__ = [
     "EvaluationType",
     "FetchOutcome",
     "Governor",
+    "GovernorState",
     "Interruption",
     "InvalidCallIdError",
     "LatencyBlock",

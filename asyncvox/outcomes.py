@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from .errors import AsyncvoxError
-from .limits import Governor
+from .limits import Governor, GovernorState
 from .models import Call
 
 __all__ = ["BatchStats", "FetchOutcome"]
@@ -121,8 +121,13 @@ class BatchStats:
 
     @property
     def limit(self) -> int:
-        """The client's current in-flight limit (lowered after 429s, grows back)."""
+        """The client's in-flight cap in force (slow start, then learned)."""
         return self._governor.limit if self._governor is not None else 0
+
+    @property
+    def governor(self) -> GovernorState | None:
+        """What the client's governor knows now: learned rate, pace, cap, pause, last throttle."""
+        return self._governor.state if self._governor is not None else None
 
     @property
     def elapsed(self) -> float:
@@ -158,6 +163,19 @@ class BatchStats:
             "bytes_received": self.bytes_received,
             "elapsed_s": round(elapsed, 3),
             "calls_per_s": round(self.done / elapsed, 1) if elapsed > 0 else None,
+            "governor": self._governor_summary(),
+        }
+
+    def _governor_summary(self) -> dict[str, Any] | None:
+        state = self.governor
+        if state is None:
+            return None
+        return {
+            "learned_rate_per_s": round(state.rate, 2) if state.rate is not None else None,
+            "pace_per_s": round(state.pace, 2) if state.pace is not None else None,
+            "in_flight_cap": state.cap,
+            "throttles": state.throttles,
+            "last_throttle_reason": state.last_throttle_reason,
         }
 
     def __repr__(self) -> str:

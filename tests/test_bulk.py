@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -653,7 +654,9 @@ async def test_a_timeout_around_anext_loses_nothing(server: DemoServer, ordered:
 
 
 @pytest.mark.real_waits
-async def test_a_429_window_in_a_batch_loses_no_id_and_slow_starts_again_under_the_cap() -> None:
+async def test_a_429_window_in_a_batch_loses_no_id_and_slow_starts_again_under_the_cap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cap = 8
     async with DemoServer(api_key=API_KEY, turns=2, record=True) as server:
         server.script(None, [Fault.rate_limited("1")] * 10)
@@ -661,11 +664,18 @@ async def test_a_429_window_in_a_batch_loses_no_id_and_slow_starts_again_under_t
             gov = client.governor
             server.on_request = lambda _call_id: gov.in_flight
             ids = make_ids(40, "thr")
-            outcomes = await client.fetch_calls(ids)
+            with caplog.at_level(logging.INFO, logger="asyncvox"):
+                async with client.iter_calls(ids, ordered=True) as stream:
+                    outcomes = [o async for o in stream]
+            summary = stream.stats.summary()["governor"]
         assert [o.call_id for o in outcomes] == ids
         for outcome in outcomes:
             check_found(outcome)
         assert gov.throttled == 10 and gov.in_flight == 0
+        # the governor's state is readable in the batch's figures, and logged when it moves
+        assert summary["throttles"] == 10 and summary["last_throttle_reason"].startswith("429")
+        assert summary["in_flight_cap"] <= cap
+        assert any("governor: pace" in r.getMessage() for r in caplog.records)
         assert server.log is not None
         assert max(r.note for r in server.log) <= cap  # never more in flight than the cap
         assert server.stats.peak_in_flight <= cap

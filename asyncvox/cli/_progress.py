@@ -39,11 +39,22 @@ def progress(enabled: bool, total: int | None) -> Iterator[Callable[[asyncvox.Ba
                 f"found {stats.found} missing {stats.missing} failed {stats.failed} "
                 + (f"pending {stats.pending} " if stats.pending else "")
                 + f"retries {stats.retries} in-flight {stats.in_flight}/{stats.limit}"
+                + governor_note(stats.governor)
             ),
         )
 
     with bar:
         yield update
+
+
+def governor_note(state: asyncvox.GovernorState | None) -> str:
+    """`` pace 97/s (429: rate)`` once the server pushed back; empty before."""
+    if state is None or (state.pace is None and not state.paused_for):
+        return ""
+    note = f" pace {state.pace:.0f}/s" if state.pace is not None else ""
+    if state.paused_for:
+        note += f" paused {state.paused_for:.1f}s"
+    return note + (f" ({state.last_throttle_reason})" if state.last_throttle_reason else "")
 
 
 def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int = 0) -> list[str]:
@@ -54,6 +65,7 @@ def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int =
         f"found {s['found']}, not found {s['missing']}, failed {s['failed']} "
         f"({s['done']} ids in {s['elapsed_s']:.1f} s, {s['calls_per_s'] or 0:.0f} calls/s)",
         f"requests {s['requests']}, retries {s['retries']} ({causes})",
+        *_governor_line(stats.governor),
         *([f"ids lines too long to be an id: {rejected} (in the failures file)"] if rejected else []),
         f"calls -> {export.out}",
     ]
@@ -67,3 +79,14 @@ def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int =
             "(re-run with --resume to wait for them again)"
         )
     return lines
+
+
+def _governor_line(state: asyncvox.GovernorState | None) -> list[str]:
+    if state is None or not state.throttles:
+        return []
+    rate = f"{state.rate:.1f}/s" if state.rate is not None else "not measured"
+    pace = f"{state.pace:.1f}/s" if state.pace is not None else "off"
+    return [
+        f"server pushed back {state.throttles} times: learned rate {rate}, pace {pace}, "
+        f"in-flight cap {state.cap} (last: {state.last_throttle_reason})"
+    ]
