@@ -12,9 +12,6 @@ every client meets an empty window. The contenders, each in a fresh process:
   ``asyncvox.Client`` does today (``--client-option KEY=JSON`` passes more to it);
 * ``asyncvox+rate_limit`` - the same told the limit (``rate_limit=R``; R/3 for each of
   three processes sharing it; not run where no rate applies);
-* ``asyncvox[control]`` (and ``+rate_limit``) - the same with the new control logic
-  (``asyncvox._control``) plugged into today's client by ``_control_governor.py``, until
-  the governor itself runs it (then ``asyncvox`` is it);
 * ``stainless-style`` - what generated SDKs do: a semaphore + ``asyncio.gather`` over all
   ids, 2 retries with 0.5-8 s exponential backoff, honouring ``Retry-After`` up to 60 s.
 
@@ -56,8 +53,6 @@ from _sim import told_rate
 CONTENDERS = [
     "asyncvox",
     "asyncvox+rate_limit",
-    "asyncvox[control]",
-    "asyncvox[control]+rate_limit",
     "stainless-style",
 ]
 SIM_ORDER = ["asyncvox", "asyncvox+rate_limit", "asyncvox-0.1", "stainless-style"]
@@ -81,10 +76,6 @@ async def _asyncvox(base: str, ids: list[str], args: argparse.Namespace) -> dict
     if args.rate_limit:
         options["rate_limit"] = args.rate_limit
     async with asyncvox.Client(API_KEY, base, concurrency=args.concurrency, **options) as client:
-        if args.contender.startswith("asyncvox[control]"):
-            from _control_governor import install
-
-            install(client)
         stream = client.iter_calls(ids)
         async with stream:
             async for _ in stream:
