@@ -121,6 +121,8 @@ async def test_polls_go_through_the_shared_governor(server: DemoServer) -> None:
         call = await client.wait_for_call("g", timeout=10, poll=FAST)
         assert call is not None
         assert client.governor.throttled == 2
+        # the 429s turned pacing on for the whole client: every later poll, of any id, is paced
+        assert client.governor.pace is not None
 
 
 async def test_cancelling_a_wait_stops_its_polling(server: DemoServer) -> None:
