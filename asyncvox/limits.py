@@ -154,6 +154,9 @@ class Governor:
         self._waiters: deque[asyncio.Future[int]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._deadlines: dict[asyncio.Future[int], float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._logged: ControlState | None = None
 
     # -- readable state ----------------------------------------------------------------
@@ -234,16 +237,17 @@ class Governor:
             self._check_deadline(call_id, deadline)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
+        if deadline is not None:
+            # One governor-wide timer at the earliest deadline instead of a timeout per
+            # waiter: waiting for a slot is common (the cap below the workers), expiring rare.
+            self._deadlines[fut] = deadline
+            if not self._expiry_at or deadline < self._expiry_at:
+                self._arm_expiry(deadline)
         self._pump()
         try:
-            if fut.done():
-                return fut.result()
-            if deadline is None:
-                return await fut
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await fut
+            return await fut
         except BaseException as exc:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._ctl.on_cancel(fut.result())  # a start was handed to us; never sent
                 self._pump()
             else:
@@ -254,6 +258,32 @@ class Governor:
                     "no request slot or start within total_timeout", call_id=call_id, sent=False
                 ) from None
             raise
+        finally:
+            if deadline is not None:
+                del self._deadlines[fut]
+
+    def _arm_expiry(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = deadline
+        self._expiry = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        """Fail the waiters whose deadline passed; come back at the next deadline."""
+        self._expiry = None
+        self._expiry_at = 0.0
+        now = time.monotonic()
+        earliest = 0.0
+        for fut, deadline in self._deadlines.items():
+            if fut.done():
+                continue
+            if deadline <= now:
+                fut.set_exception(TimeoutError())
+            elif not earliest or deadline < earliest:
+                earliest = deadline
+        if earliest:
+            self._arm_expiry(earliest)
 
     def _check_deadline(self, call_id: str | None, deadline: float) -> None:
         now = time.monotonic()
