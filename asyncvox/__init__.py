@@ -28,6 +28,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .fleet import FleetState, RedisFleet
 from .limits import Governor, RetryBudget
 from .models import (
     Call,
@@ -85,6 +86,7 @@ __all__ = [
     "EvaluationTemplate",
     "EvaluationType",
     "FetchOutcome",
+    "FleetState",
     "Governor",
     "Interruption",
     "InvalidCallIdError",
@@ -94,6 +96,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "RedisFleet",
     "Response",
     "RetryBudget",
     "RetryPolicy",
