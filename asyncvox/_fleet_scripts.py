@@ -12,7 +12,8 @@ Keys, for one API (its base URL) and one api key (a keyed hash of it, never the 
                                           grown_at (µs)               TTL RATE_TTL
     asyncvox:{<host/path>|<hash>}:gcra    string: the next free start time (µs)   TTL GCRA_TTL
     asyncvox:{<host/path>|<hash>}:counts  hash: starts / refusals per second, over
-                                          the last SLOTS seconds     TTL COUNTS_TTL
+                                          the last SLOTS seconds, since (µs, first
+                                          count)                     TTL COUNTS_TTL
     asyncvox:{<host/path>|<hash>}:pause   string: when the fleet-wide pause ends (µs)
                                                                      TTL the pause
 
@@ -69,6 +70,7 @@ if num(redis.call('HGET', KEYS[2], 't' .. slot), 0, 1e12) ~= sec then
 end
 if starts > 0 then redis.call('HINCRBY', KEYS[2], 'n' .. slot, starts) end
 if refused > 0 then redis.call('HINCRBY', KEYS[2], 'r' .. slot, refused) end
+redis.call('HSETNX', KEYS[2], 'since', now)
 redis.call('EXPIRE', KEYS[2], {COUNTS_TTL})
 local rate = num(redis.call('HGET', KEYS[1], 'rate'), {MIN_RATE}, {MAX_RATE})
 if refused > 0 then
@@ -83,12 +85,15 @@ if refused > 0 then
       if s < oldest then oldest = s end
     end
   end
-  local span = (now - oldest * 1000000) / 1000000
+  -- from the first count reported, if later than the oldest second's start
+  local since = num(redis.call('HGET', KEYS[2], 'since'), 0, now) or 0
+  local span = (now - math.max(oldest * 1000000, since)) / 1000000
   local measured = nil
-  if span >= 1.0 and admitted >= 8 then measured = admitted / span end
+  if span >= 0.5 and admitted >= 8 then measured = admitted / span end
   if rate == nil then
-    -- the fleet's first refusal: what it admitted lately, else the process's own guess
-    rate = measured or (hint > 0 and hint) or nil
+    -- the fleet's first refusal: what it admitted lately, counted over at least a second
+    -- (the common window: a burst at the start is not a rate), else the process's guess
+    if admitted >= 1 then rate = admitted / math.max(span, 1.0) elseif hint > 0 then rate = hint end
     if rate ~= nil then redis.call('HSET', KEYS[1], 'at', now) end
   elseif measured ~= nil and now - at >= 500000 then
     -- refused: the limit is about what the fleet was admitted (at most halve per step)

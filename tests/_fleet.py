@@ -67,6 +67,7 @@ class RedisServer:
         for _ in range(200):  # bounded: about 10 s
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.kill()
                 raise AssertionError(f"redis-server on port {self.port} exited at start: {err}")
             try:
                 if probe.ping():
@@ -81,6 +82,8 @@ class RedisServer:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
             self.proc = None
 
     def client(self) -> redis.Redis:
@@ -117,6 +120,7 @@ async def spawn(
     base_url: str, redis_url: str | None, prefix: str, count: int, *extra: str
 ) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCVOX_")}
+    env["PYTHONPATH"] = str(WORKER.parent.parent)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import time
 
 import asyncvox
 
@@ -24,6 +26,8 @@ async def main() -> None:
     )
     async with asyncvox.Client(API_KEY, base, concurrency=16, fleet=fleet, max_retries=50) as client:
         ids = [f"{prefix}-{i}" for i in range(int(count))]
+        if os.environ.get("FLEET_TRACE"):
+            asyncio.get_running_loop().create_task(_trace(client))
         outcomes = await client.fetch_calls(ids)
         gov = client.governor
         state = gov.fleet_state
@@ -37,6 +41,14 @@ async def main() -> None:
         print(json.dumps(result), flush=True)
         if hold:
             await asyncio.Event().wait()
+
+
+async def _trace(client: asyncvox.Client) -> None:
+    t0 = time.monotonic()
+    while True:
+        g = client.governor
+        print(f"{time.monotonic() - t0:.2f} {g.state} {g.fleet_state}", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.1)
 
 
 if __name__ == "__main__":
