@@ -78,7 +78,7 @@ if refused > 0 then
   local admitted, oldest = 0, sec
   for i = 0, {SLOTS - 1} do
     local s = num(redis.call('HGET', KEYS[2], 't' .. i), 0, 1e12)
-    if s ~= nil and s > sec - {SLOTS} then
+    if s ~= nil and s > sec - 2 then
       local n = num(redis.call('HGET', KEYS[2], 'n' .. i), 0, 1e12) or 0
       local r = num(redis.call('HGET', KEYS[2], 'r' .. i), 0, 1e12) or 0
       admitted = admitted + math.max(0, n - r)
@@ -96,8 +96,9 @@ if refused > 0 then
     if admitted >= 1 then rate = admitted / math.max(span, 1.0) elseif hint > 0 then rate = hint end
     if rate ~= nil then redis.call('HSET', KEYS[1], 'at', now) end
   elseif measured ~= nil and now - at >= 500000 then
-    -- refused: the limit is about what the fleet was admitted (at most halve per step)
-    rate = math.max(0.5 * rate, math.min(rate, measured))
+    -- refused at the fleet's pace: the limit is near it (a span with idle stretches
+    -- undercounts what the limiter grants), so cut by at most two margins per step
+    rate = math.max((1 - 2 * margin) * rate, math.min(rate, measured))
     redis.call('HSET', KEYS[1], 'at', now)
   end
   redis.call('HSET', KEYS[1], 'refused_at', now, 'grown_at', now)

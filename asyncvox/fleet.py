@@ -84,8 +84,8 @@ class RedisFleet:
         sync_interval: float = 0.25,
         lease_span: float = 0.1,
         max_lease: int = 8,
-        probe_after: float = 2.0,
-        growth: float = 0.05,
+        probe_after: float = 1.0,
+        growth: float = 0.1,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(str(url))!r}")
