@@ -190,15 +190,14 @@ async def main(args: argparse.Namespace) -> None:
 
 def _write_report(args: argparse.Namespace, text: str) -> None:
     out = Path(__file__).resolve().parent / "results" / "fleet.md"
-    if True:
-        out.write_text(
-            "# Fleet: several processes on one key's limit\n\n"
-            f"`python benchmarks/bench_fleet.py --rate {args.rate:g} --n {args.n} --report`: "
-            f"{args.n} ids split over the processes, limit {args.rate:g}/s, concurrency 16 per process; "
-            '"redis killed": Redis killed at a third of the ideal time, restarted a third later.\n\n'
-            + text
-            + "\n"
-        )
+    out.write_text(
+        "# Fleet: several processes on one key's limit\n\n"
+        f"`python benchmarks/bench_fleet.py --rate {args.rate:g} --n {args.n} --report`: "
+        f"{args.n} ids split over the processes, limit {args.rate:g}/s, concurrency 16 per process; "
+        '"redis killed": Redis killed at a third of the ideal time, restarted a third later.\n\n'
+        + text
+        + "\n"
+    )
 
 
 if __name__ == "__main__":
