@@ -28,6 +28,7 @@ from .errors import (
     RateLimitError,
     ServerError,
 )
+from .fleet import FleetState, RedisFleet
 from .limits import Governor, GovernorState, RetryBudget
 from .models import (
     Call,
@@ -85,6 +86,7 @@ __all__ = [
     "EvaluationTemplate",
     "EvaluationType",
     "FetchOutcome",
+    "FleetState",
     "Governor",
     "GovernorState",
     "Interruption",
@@ -95,6 +97,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    "RedisFleet",
     "Response",
     "RetryBudget",
     "RetryPolicy",

@@ -15,13 +15,15 @@ import os
 import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from ._fleet_scripts import fleet_keys
 from ._version import __version__
 from .errors import ConfigurationError
+from .fleet import REDIS_URL_ENV, RedisFleet
 from .limits import Governor, RetryBudget
 from .models import Call
 from .outcomes import FetchOutcome
@@ -69,6 +71,10 @@ class Client:
         transport: send requests through this :class:`~asyncvox.transport.Transport`
             instead of aiohttp (tests, custom stacks); ``timeout`` and ``session`` are
             then not used.
+        fleet: share this key's limits with other processes through Redis: a
+            ``redis://`` URL or a :class:`~asyncvox.RedisFleet`; default
+            ``$ASYNCVOX_REDIS_URL`` when set; ``None`` or ``False``: this process's own
+            limits only. See "Many processes, one key" in the README.
 
     Example::
 
@@ -92,6 +98,7 @@ class Client:
         total_timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry_budget: RetryBudget | None = None,
         transport: Transport | None = None,
+        fleet: RedisFleet | str | Literal[False] | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not isinstance(key, str):
@@ -149,6 +156,7 @@ class Client:
             rate_limit=rate_limit,
             max_pause=policy.max_retry_after,
             budget=retry_budget,
+            **_fleet_choice(fleet, self.base_url, key),
         )
         self._requester = Requester(
             transport=transport,
@@ -176,6 +184,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        if self._governor.fleet is not None:
+            await self._governor.fleet.aclose()
         await self._transport.aclose()
 
     @property
@@ -210,6 +220,8 @@ class Client:
                     "per event loop (e.g. inside your app's lifespan)"
                 )
             self._loop = loop
+            if self._governor.fleet is not None:
+                self._governor.fleet.start()
         open_ = getattr(self._transport, "open", None)
         if open_ is not None:
             open_()
@@ -418,3 +430,18 @@ def _noting_order(ids: _Ids, order: dict[str, int]) -> _Ids:
             yield item
 
     return tap()
+
+
+def _fleet_choice(choice: object, base_url: str, key: str) -> dict[str, Any]:
+    """The Governor's fleet arguments for ``Client(fleet=...)`` (see its docstring)."""
+    if isinstance(choice, UseClientDefault):
+        choice = os.environ.get(REDIS_URL_ENV) or None
+    if choice is None or choice is False:
+        return {}
+    if isinstance(choice, str):
+        choice = RedisFleet(choice)
+    if not isinstance(choice, RedisFleet):
+        raise ConfigurationError(
+            f"fleet must be a redis:// URL, a RedisFleet, None or False, got {type(choice).__name__}"
+        )
+    return {"fleet": choice, "fleet_keys": fleet_keys(base_url, key)}

@@ -25,13 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from typing import NamedTuple
 
 from ._control import Controller, ControlState
+from ._fleet_scripts import FleetKeys
 from ._testmode import is_testing
 from .errors import APITimeoutError, ConfigurationError, RateLimitError
+from .fleet import FleetCounts, FleetLink, FleetState, RedisFleet
 
 __all__ = ["Governor", "GovernorState", "RetryBudget"]
 
@@ -141,6 +144,8 @@ class Governor:
         max_pause: float = 60.0,
         budget: RetryBudget | None = None,
         initial_window: int = 4,
+        fleet: RedisFleet | None = None,
+        fleet_keys: FleetKeys | None = None,
     ) -> None:
         self._ctl = Controller(
             concurrency, rate_limit=rate_limit, initial_window=initial_window, max_pause=max_pause
@@ -158,6 +163,13 @@ class Governor:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self._logged: ControlState | None = None
+        #: The link to a fleet's shared limits (:mod:`asyncvox.fleet`), consulted only on
+        #: the slow path; ``None`` for a governor of its own.
+        self.fleet: FleetLink | None = None
+        if fleet is not None:
+            if fleet_keys is None:
+                raise ConfigurationError("a fleet governor needs its keys")
+            self.fleet = FleetLink(fleet, fleet_keys, self._fleet_counts, self._fleet_changed)
 
     # -- readable state ----------------------------------------------------------------
 
@@ -196,6 +208,11 @@ class Governor:
         """Seconds until the client-wide pause ends (0.0 when not paused)."""
         until = self._ctl.paused_until
         return max(0.0, until - time.monotonic()) if until else 0.0
+
+    @property
+    def fleet_state(self) -> FleetState | None:
+        """The fleet link's state (:class:`~asyncvox.fleet.FleetState`); ``None`` without one."""
+        return self.fleet.state if self.fleet is not None else None
 
     @property
     def state(self) -> GovernorState:
@@ -316,18 +333,32 @@ class Governor:
         ctl = self._ctl
         waiters = self._waiters
         testing = is_testing()
+        fleet = self.fleet
+        paced = fleet is not None and fleet.paced
         while waiters and ctl.in_flight < ctl.cap:
             now = time.monotonic()
             wait = ctl.may_start(now)
+            if paced:
+                assert fleet is not None
+                # The fleet's leased start times pace instead of the local pacer; a local
+                # pause (everything refused here) still holds.
+                wait = max(wait if ctl.paused else 0.0, fleet.wait(now, len(waiters)))
+                if wait == math.inf:
+                    break  # a lease is on its way: its arrival pumps again
             if wait > 0 and not (testing and ctl.told is None):
                 self._arm(wait)
-                return
+                break
             fut = waiters.popleft()
             if fut.done():
                 continue
+            if paced:
+                assert fleet is not None
+                fleet.take()
             fut.set_result(ctl.on_start(now))
             if ctl.in_flight > self.peak_in_flight:
                 self.peak_in_flight = ctl.in_flight
+        if paced:
+            ctl.free = False  # every start goes through here while the fleet is paced
 
     def _arm(self, wait: float) -> None:
         loop = asyncio.get_running_loop()
@@ -359,7 +390,10 @@ class Governor:
         self, ticket: int, started: float, now: float, retry_after: float | None, status: int
     ) -> None:
         """A refusal for load: a 429, or a 503 with ``Retry-After``."""
-        self._ctl.on_throttle(now, now - started, ticket, retry_after, status)
+        ctl = self._ctl
+        ctl.on_throttle(now, now - started, ticket, retry_after, status)
+        if self.fleet is not None:
+            self.fleet.throttled(ctl.paused_until - now if ctl.paused_until > now else 0.0)
         self._pump()
         self._log_change()
 
@@ -374,6 +408,22 @@ class Governor:
         self._ctl.on_cancel(ticket)
         if self._waiters:
             self._pump()
+
+    # -- the fleet ---------------------------------------------------------------------
+
+    def _fleet_counts(self) -> FleetCounts:
+        ctl = self._ctl
+        # Read, not counted: the fast path pays nothing for the fleet's batched reports.
+        return FleetCounts(ctl._seq, ctl.throttles, ctl.rate)
+
+    def _fleet_changed(self) -> None:
+        """The fleet's verdict changed (paced or not, a lease, a fault): start waiters again."""
+        ctl = self._ctl
+        if self.fleet is not None and self.fleet.paced:
+            ctl.free = False
+        else:
+            ctl.free = ctl.pace is None and not ctl.paused
+        self._pump()
 
     def _log_change(self) -> None:
         """An INFO line when the pace, the cap or the pause changed materially."""

@@ -34,6 +34,16 @@ from ._tables_out import open_tables
     default=None,
     help="Most requests started per second.",
 )
+@click.option(
+    "--redis",
+    "redis_url",
+    envvar="ASYNCVOX_REDIS_URL",
+    show_envvar=True,
+    default=None,
+    metavar="URL",
+    help="Share the key's limits with other processes (shards of one job) through this Redis "
+    "(needs asyncvox[redis]).",
+)
 @click.option("--max-retries", type=click.IntRange(0, 50), default=4, show_default=True)
 @click.option(
     "--timeout",
@@ -69,6 +79,7 @@ def fetch(
     force: bool,
     concurrency: int,
     rate_limit: float | None,
+    redis_url: str | None,
     max_retries: int,
     timeout: float,
     wait: float | None,
@@ -92,6 +103,7 @@ def fetch(
         rate_limit=rate_limit,
         max_retries=max_retries,
         timeout=timeout,
+        fleet=redis_url or None,
     )
     source = IdsFile(ids_file)
     export = Export(out)

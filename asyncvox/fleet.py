@@ -1,0 +1,401 @@
+"""One api key's limit shared by many processes: the governor's slow path over Redis.
+
+Opt-in (``pip install 'asyncvox[redis]'``; ``Client(fleet="redis://...")`` or
+``$ASYNCVOX_REDIS_URL``). Every process keeps its own :class:`~asyncvox.limits.Governor`
+and control logic; a :class:`FleetLink` is what the governor consults when the fleet is
+*paced*, never on its fast path:
+
+* **Counts in batches.** A background task reports the process's starts and refusals
+  every ``sync_interval`` (one round trip; a throttle reports at once), so Redis sees the
+  fleet's admitted rate. A fleet that was never refused costs Redis nothing per request.
+* **A shared rate.** On refusals the fleet's rate is measured in Redis from everyone's
+  counts (:mod:`asyncvox._fleet_scripts`), and probed upward while nothing is refused;
+  every process adopts it at its next sync, so a throttle seen by one slows all.
+* **Paced starts, leased.** While the fleet is paced, starts come from one GCRA on the
+  Redis server's clock, ``k`` start times per round trip (a lease covers ``lease_span``
+  seconds of the pace), so N processes together start at the shared pace.
+* **A fleet-wide pause** when one process's controller finds everything refused.
+* **Faults lose nothing.** Any Redis error or a reply slower than ``socket_timeout``
+  drops the process to its local governor (one WARNING per outage; see
+  :attr:`FleetLink.state`), and the link tries again every ``retry_interval``. Values read
+  back are clamped; a flushed store is a fleet starting over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+from ._fleet_scripts import LEASE, MAX_PAUSE, MAX_RATE, MIN_RATE, SYNC, FleetKeys
+from .errors import ConfigurationError
+
+__all__ = ["REDIS_URL_ENV", "FleetCounts", "FleetLink", "FleetState", "RedisFleet"]
+
+logger = logging.getLogger("asyncvox")
+
+#: The environment variable every :class:`~asyncvox.Client` without an explicit ``fleet``
+#: joins.
+REDIS_URL_ENV: Final = "ASYNCVOX_REDIS_URL"
+#: Pace this far below the fleet's rate (as the local pacer does).
+MARGIN: Final = 0.03
+#: A leased start time this far in the past is dropped, not used (it would be a burst).
+STALE: Final = 0.25
+
+
+class RedisFleet:
+    """Where a fleet's shared limits live, and how the link to it behaves.
+
+    Args:
+        url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+        socket_timeout: seconds a Redis reply may take before the process falls back to
+            its own limits (also the connect timeout).
+        retry_interval: seconds between attempts to rejoin after a fault.
+        sync_interval: seconds between count reports (and reading the fleet's rate).
+        lease_span: seconds of the fleet's pace one lease of start times covers.
+        max_lease: most start times taken per round trip.
+        probe_after: seconds without a refusal before the fleet's rate grows ...
+        growth: ... by this share per second (a limit that rose is found).
+    """
+
+    __slots__ = (
+        "growth",
+        "lease_span",
+        "max_lease",
+        "probe_after",
+        "retry_interval",
+        "socket_timeout",
+        "sync_interval",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        retry_interval: float = 2.0,
+        sync_interval: float = 0.25,
+        lease_span: float = 0.1,
+        max_lease: int = 8,
+        probe_after: float = 1.0,
+        growth: float = 0.1,
+    ) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(str(url))!r}")
+        for name, value in (
+            ("socket_timeout", socket_timeout),
+            ("retry_interval", retry_interval),
+            ("sync_interval", sync_interval),
+            ("lease_span", lease_span),
+        ):
+            if not (isinstance(value, int | float) and value > 0):
+                raise ConfigurationError(f"RedisFleet {name} must be > 0 seconds, got {value!r}")
+        if not (isinstance(max_lease, int) and max_lease >= 1):
+            raise ConfigurationError(f"RedisFleet max_lease must be an int >= 1, got {max_lease!r}")
+        if not (probe_after >= 0 and 0 <= growth <= 1):
+            raise ConfigurationError("RedisFleet probe_after must be >= 0 and growth in [0, 1]")
+        self.url = url
+        self.socket_timeout = float(socket_timeout)
+        self.retry_interval = float(retry_interval)
+        self.sync_interval = float(sync_interval)
+        self.lease_span = float(lease_span)
+        self.max_lease = max_lease
+        self.probe_after = float(probe_after)
+        self.growth = float(growth)
+
+    def __repr__(self) -> str:
+        return f"RedisFleet({_redact(self.url)!r})"
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (a Redis URL may carry one)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class FleetCounts(NamedTuple):
+    """What a governor reports at a sync: totals since it was made."""
+
+    starts: int
+    refused: int
+    #: the process's own rate estimate (req/s), used only for the fleet's first refusal
+    rate: float | None
+
+
+class FleetState(NamedTuple):
+    """The link's state (:attr:`FleetLink.state`, :attr:`Governor.fleet_state`).
+
+    Attributes:
+        state: ``"connecting"`` (not reached yet), ``"fleet"`` (shared limits in force)
+            or ``"local"`` (Redis failed: this process's own limits, retrying).
+        paced: whether starts come from the fleet's shared pace now.
+        rate: the fleet's rate (requests/s) as last read; ``None`` while unpaced.
+        paused_for: seconds left of a fleet-wide pause.
+        round_trips: Redis round trips so far (syncs and leases).
+        leases: leases of start times taken.
+        fallbacks: times this process fell back to its own limits.
+        last_error: the last Redis fault, e.g. ``"ConnectionError"``.
+    """
+
+    state: str
+    paced: bool
+    rate: float | None
+    paused_for: float
+    round_trips: int
+    leases: int
+    fallbacks: int
+    last_error: str | None
+
+
+class FleetLink:
+    """One governor's link to the fleet: background syncs, leases, faults (module docstring).
+
+    ``counts`` is asked for the governor's totals at each sync; ``on_change`` is called
+    whenever what the governor must do changed (paced or not, a lease arrived, a fault).
+    """
+
+    def __init__(
+        self,
+        config: RedisFleet,
+        keys: FleetKeys,
+        counts: Callable[[], FleetCounts],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self._counts = counts
+        self._on_change = on_change
+        #: Whether starts come from the fleet's pace (Redis up and the fleet paced).
+        self.paced = False
+        self.rate: float | None = None
+        self.round_trips = 0
+        self.leases = 0
+        self.fallbacks = 0
+        self.last_error: str | None = None
+        self._state = "connecting"
+        self._pause_until = 0.0  # local monotonic time
+        self._slots: deque[float] = deque()
+        self._reported = FleetCounts(0, 0, None)
+        self._pause_ms = 0.0
+        self._urgent = asyncio.Event()
+        self._redis: Any = None
+        self._sync: Any = None
+        self._lease: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._leasing: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> FleetState:
+        """See :class:`FleetState`."""
+        return FleetState(
+            self._state,
+            self.paced,
+            self.rate,
+            max(0.0, self._pause_until - time.monotonic()),
+            self.round_trips,
+            self.leases,
+            self.fallbacks,
+            self.last_error,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background sync (inside the running loop; once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="asyncvox-fleet")
+
+    async def aclose(self) -> None:
+        """Stop the background work and close the connection."""
+        for task in (self._task, self._leasing):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._leasing = None
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+        self.paced = False
+
+    def _connect(self) -> None:
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:  # pragma: no cover - the extra is missing
+            raise ConfigurationError("a fleet needs redis-py: pip install 'asyncvox[redis]'") from None
+        timeout = self.config.socket_timeout
+        self._redis = aioredis.Redis.from_url(
+            self.config.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a fault falls back at once; the link retries
+            decode_responses=False,
+        )
+        self._sync = self._redis.register_script(SYNC)
+        self._lease = self._redis.register_script(LEASE)
+
+    # -- what the governor asks ----------------------------------------------------------
+
+    def wait(self, now: float, demand: int) -> float:
+        """Seconds until the next leased start (0: now); ``inf`` while a lease is on its way
+        (``on_change`` follows). Only meaningful while :attr:`paced`."""
+        if self._pause_until > now:
+            return self._pause_until - now
+        slots = self._slots
+        while slots and slots[0] < now - STALE:
+            slots.popleft()
+        if slots:
+            return max(0.0, slots[0] - now)
+        if self._leasing is None or self._leasing.done():
+            self._leasing = asyncio.get_running_loop().create_task(self._take_lease(demand))
+        return math.inf
+
+    def take(self) -> None:
+        """A start went on the first leased time."""
+        if self._slots:
+            self._slots.popleft()
+
+    def throttled(self, pause_for: float) -> None:
+        """A refusal: report it (and a pause of ``pause_for`` s, when > 0) without waiting
+        for the next sync."""
+        if pause_for > 0:
+            self._pause_ms = max(self._pause_ms, pause_for * 1000.0)
+        self._urgent.set()
+
+    # -- Redis ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        interval = self.config.sync_interval
+        while True:
+            ok = await self._sync_once()
+            wait = interval if ok else self.config.retry_interval
+            self._urgent.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    if ok:
+                        await self._urgent.wait()
+                    else:
+                        await asyncio.Event().wait()  # a fault: wait out the retry interval
+
+    async def _call(self, lease: bool, keys: list[str], args: list[Any]) -> list[int] | None:
+        """Run a script; on any fault (or a reply later than the timeout) fall back: ``None``."""
+        try:
+            if self._redis is None:
+                self._connect()
+            script = self._lease if lease else self._sync
+            self.round_trips += 1
+            async with asyncio.timeout(self.config.socket_timeout * 2):
+                reply = await script(keys=keys, args=args)
+            values = [int(v) for v in reply]
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # redis errors, OSError, timeouts, a corrupted reply
+            self._fail(exc)
+            return None
+        if self._state != "fleet":
+            logger.log(
+                logging.INFO if self._state == "local" else logging.DEBUG,
+                "asyncvox fleet: joined at %s",
+                _redact(self.config.url),
+            )
+            self._state = "fleet"
+        return values
+
+    async def _sync_once(self) -> bool:
+        counts = self._counts()
+        before = self._reported
+        pause_ms, self._pause_ms = self._pause_ms, 0.0
+        cfg = self.config
+        sent = time.monotonic()
+        reply = await self._call(
+            False,
+            [self.keys.rate, self.keys.counts, self.keys.pause],
+            [
+                max(0, counts.starts - before.starts),
+                max(0, counts.refused - before.refused),
+                f"{counts.rate or 0.0:.6f}",
+                f"{pause_ms:.0f}",
+                MARGIN,
+                cfg.growth,
+                cfg.probe_after,
+            ],
+        )
+        if reply is None or len(reply) != 3:
+            self._pause_ms = max(self._pause_ms, pause_ms)
+            return False
+        self._reported = counts
+        self._adopt(sent, reply[0], reply[1], reply[2])
+        return True
+
+    async def _take_lease(self, demand: int) -> None:
+        cfg = self.config
+        rate = self.rate or MIN_RATE
+        k = max(1, min(cfg.max_lease, demand, int(rate * cfg.lease_span)))
+        sent = time.monotonic()
+        reply = await self._call(
+            True,
+            [self.keys.rate, self.keys.gcra, self.keys.pause],
+            [k, MARGIN, int(max(cfg.lease_span, 1.0) * cfg.max_lease * 1000 * 8)],
+        )
+        if reply is None or len(reply) != 5:
+            self._on_change()
+            return
+        now_us, first_us, interval_us, rate_milli, pause_us = reply
+        self.leases += 1
+        local = self._adopt(sent, now_us, rate_milli, pause_us)
+        if interval_us > 0 and self.paced:
+            first = local + (first_us - now_us) / 1e6
+            step = interval_us / 1e6
+            # Clamped: a start time further ahead than the lease could make is not trusted.
+            horizon = local + 60.0
+            self._slots.extend(min(first + i * step, horizon) for i in range(k))
+        self._on_change()
+
+    def _adopt(self, sent: float, now_us: int, rate_milli: int, pause_us: int) -> float:
+        """Take the fleet's rate and pause from a reply; the local time of the server's ``now``."""
+        local = (sent + time.monotonic()) / 2
+        rate = rate_milli / 1000.0 if rate_milli > 0 else None
+        if rate is not None:
+            rate = min(max(rate, MIN_RATE), MAX_RATE)
+        pause = (pause_us - now_us) / 1e6 if pause_us > now_us else 0.0
+        self._pause_until = local + min(pause, MAX_PAUSE) if pause > 0 else 0.0
+        was = self.paced
+        self.rate = rate
+        self.paced = rate is not None
+        if was != self.paced:
+            self._slots.clear()
+            self._on_change()
+        return local
+
+    def _fail(self, exc: BaseException) -> None:
+        self.last_error = type(exc).__name__
+        if self._state != "local":
+            logger.warning(
+                "asyncvox fleet: Redis at %s failed (%s); using this process's own limits, "
+                "retrying every %.1f s",
+                _redact(self.config.url),
+                self.last_error,
+                self.config.retry_interval,
+            )
+            self.fallbacks += 1
+        self._state = "local"
+        self._slots.clear()
+        self._pause_until = 0.0
+        if self.paced:
+            self.paced = False
+            self.rate = None
+            self._on_change()

@@ -1,0 +1,140 @@
+"""A fleet of client processes on one Redis and one rate-limited loopback server.
+
+The server (``DemoServer`` with ``rps_limit``) answers 429 beyond its limit and counts
+what it grants; the clients are separate processes (``_fleet_worker.py``) on a real
+``redis-server`` started here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import signal
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from _fleet import RedisServer, run_workers, spawn
+from conftest import API_KEY
+
+import asyncvox
+from asyncvox import _fleet_scripts
+from asyncvox.testing import DemoServer, FaultProfile
+
+LIMIT = 100
+
+
+@pytest.fixture
+def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
+    srv = RedisServer(tmp_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[DemoServer]:
+    profile = FaultProfile(rps_limit=LIMIT, retry_after="0.5")
+    async with DemoServer(api_key=API_KEY, turns=4, profile=profile, count_ids=False, record=True) as srv:
+        yield srv
+
+
+def _refused_after_the_first_second(srv: DemoServer) -> int:
+    """429s after the first second of refusals (slow start's first overshoot, which every
+    process makes before anything is known, is the same with or without a fleet)."""
+    assert srv.log is not None
+    refused = [r.arrived for r in srv.log if r.status == 429]
+    return sum(1 for t in refused if t > refused[0] + 1.0) if refused else 0
+
+
+def _most_granted_in_a_second(srv: DemoServer) -> int:
+    assert srv.log is not None
+    granted = [r.arrived for r in srv.log if r.status == 200]
+    best, lo = 0, 0
+    for hi, t in enumerate(granted):
+        while granted[lo] <= t - 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.real_waits
+async def test_processes_on_one_redis_share_the_limit_and_are_refused_less(
+    redis_server: RedisServer, limited: DemoServer
+) -> None:
+    alone = await run_workers(limited.base_url, None, 3, 200)
+    refused_alone = _refused_after_the_first_second(limited)
+    limited.reset_stats()
+    assert limited.log is not None
+    limited.log.clear()
+
+    fleet = await run_workers(limited.base_url, redis_server.url, 3, 200)
+    refused_fleet = _refused_after_the_first_second(limited)
+
+    for run in (alone, fleet):
+        assert all(r["found"] == 200 and r["failed"] == [] for r in run)
+    # The server never granted more than its limit; the fleet was refused less often.
+    assert _most_granted_in_a_second(limited) <= LIMIT
+    assert refused_fleet < refused_alone / 2, (refused_fleet, refused_alone)
+    for r in fleet:
+        state = r["fleet"]
+        assert state["state"] == "fleet" and state["paced"] and state["fallbacks"] == 0
+        assert state["leases"] > 0
+        # Redis stays off the per-request path: fewer round trips than requests.
+        assert state["round_trips"] < r["requests"], state
+
+
+@pytest.mark.real_waits
+async def test_a_throttle_seen_by_one_slows_all(redis_server: RedisServer, limited: DemoServer) -> None:
+    fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=0.05)
+    async with (
+        asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as hot,
+        asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as calm,
+    ):
+        outcomes = await hot.fetch_calls([f"hot-{i}" for i in range(250)])
+        assert all(o.call is not None for o in outcomes)
+        assert hot.governor.throttled > 0
+        # The calm client was never refused, yet it joins the fleet's pace ...
+        await calm.get_call("calm-0")
+        link = calm.governor.fleet
+        assert link is not None
+        assert await link._sync_once()  # what its background sync does every sync_interval
+        assert link.paced
+        outcomes = await calm.fetch_calls([f"calm-{i}" for i in range(1, 60)])
+        state = calm.governor.fleet_state
+        assert state is not None and state.rate is not None and state.rate <= 2 * LIMIT
+        # ... and its starts came from the fleet's leases.
+        assert all(o.call is not None for o in outcomes) and state.leases > 0
+        assert not calm.governor.state.pace, "paced by the fleet, not by a refusal of its own"
+
+
+@pytest.mark.real_waits
+async def test_a_killed_process_leaves_nothing_held(redis_server: RedisServer, limited: DemoServer) -> None:
+    proc = await spawn(limited.base_url, redis_server.url, "k", 200, "hold")
+    assert proc.stdout is not None
+    line = await proc.stdout.readline()  # the batch is done, the process holds
+    assert b'"found": 200' in line
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    keys = redis_server.dump()
+    assert keys, "the fleet wrote its state"
+    longest = max(_fleet_scripts.RATE_TTL, _fleet_scripts.GCRA_TTL, _fleet_scripts.COUNTS_TTL)
+    for key, ttl, _ in keys:
+        assert 0 < ttl <= longest, (key, ttl)  # every key expires: nothing stays held
+    # A newcomer starts at once: the dead process's leased start times are not in its way.
+    after = await run_workers(limited.base_url, redis_server.url, 1, 20)
+    assert after[0]["found"] == 20 and after[0]["fleet"]["state"] == "fleet"
+
+
+@pytest.mark.real_waits
+async def test_the_api_key_never_reaches_redis(redis_server: RedisServer, limited: DemoServer) -> None:
+    await run_workers(limited.base_url, redis_server.url, 2, 150)
+    secret = API_KEY.encode()
+    plain = hashlib.sha256(secret).hexdigest().encode()
+    dump = redis_server.dump()
+    assert any(key.endswith(b":rate") for key, _, _ in dump)
+    for key, _, value in dump:
+        for needle in (secret, plain, plain[:32]):
+            assert needle not in key and needle not in value
+        assert key.startswith(b"asyncvox:{127.0.0.1:")
