@@ -50,6 +50,9 @@ PAUSE_GROWTH = 0.5
 DEFAULT_PAUSE = 1.0
 #: Latency: cut the cap when a batch's mean exceeds this multiple of the base ...
 LATENCY_HIGH = 2.0
+#: ... but never for a mean under this (seconds): an answer that fast is not a server
+#: drowning, and on a busy client the latency measured is mostly its own event loop's.
+LATENCY_FLOOR = 0.025
 #: ... and grow it back while the mean stays under this one.
 LATENCY_OK = 1.5
 #: A batch with more than this share of failures (5xx, timeouts) cuts the cap.
@@ -380,7 +383,7 @@ class Controller:
         mean = self._latency = total / successes
         if mean < self._base:
             self._base = mean
-        if mean > LATENCY_HIGH * self._base:
+        if mean > LATENCY_HIGH * self._base and mean > LATENCY_FLOOR:
             self._slow_start = False
             if self.cap <= MIN_CAP:
                 # Slow even with next to nothing in flight: not our doing, the new normal.
