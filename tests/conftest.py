@@ -6,9 +6,11 @@ marked ``real_waits``: attempt counts and decisions stay exactly as in productio
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from _fleet import RedisServer
 
 import asyncvox
 from asyncvox.testing import DemoServer
@@ -40,3 +42,14 @@ async def server() -> AsyncIterator[DemoServer]:
 async def client(server: DemoServer) -> AsyncIterator[asyncvox.Client]:
     async with asyncvox.Client(API_KEY, server.base_url) as c:
         yield c
+
+
+@pytest.fixture
+def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free 127.0.0.1 port, no persistence; killed afterwards."""
+    srv = RedisServer(tmp_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()

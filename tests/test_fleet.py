@@ -8,9 +8,8 @@ what it grants; the clients are separate processes (``_fleet_worker.py``) on a r
 from __future__ import annotations
 
 import hashlib
-import pathlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from _fleet import RedisServer, run_workers, spawn
@@ -21,16 +20,6 @@ from asyncvox import _fleet_scripts
 from asyncvox.testing import DemoServer, FaultProfile
 
 LIMIT = 100
-
-
-@pytest.fixture
-def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from _fleet import RedisServer, free_port
@@ -19,16 +19,6 @@ from asyncvox.fleet import FleetLink
 from asyncvox.testing import DemoServer, FaultProfile
 
 pytestmark = pytest.mark.real_waits
-
-
-@pytest.fixture
-def redis_server(tmp_path: pathlib.Path) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
 
 
 @pytest.fixture
