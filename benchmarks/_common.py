@@ -94,7 +94,72 @@ def process_cpu_seconds(pid: int) -> float | None:
 # -- the loopback server ---------------------------------------------------------------
 
 
-class Server:
+class ServerProcess:
+    """A loopback server in its own process, pinned to the server CPU, that prints its base
+    URL as its first line: ``with server as s: s.base_url``. Subclasses set ``args``,
+    ``startup_timeout`` and ``command``."""
+
+    args: list[str]
+    startup_timeout: float
+    proc: subprocess.Popen[str] | None = None
+    base_url = ""
+    pinned = False
+
+    @property
+    def command(self) -> str:
+        """The command line, for reports."""
+        return " ".join(self.args)
+
+    def start(self) -> str:
+        # A fixed hash seed: a server that picks each id's body by hash(id) % pool gives
+        # every run (and every process of this run) the same body for the same id.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        self.proc = proc = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        self.pinned = pin(proc.pid, SERVER_CPU)
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            if not sel.select(self.startup_timeout):
+                self.stop()
+                raise RuntimeError(f"no base URL within {self.startup_timeout} s from {self.command}")
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+            self.stop()
+            raise RuntimeError(f"unexpected first line from {self.command}: {line!r}\n{err}")
+        self.base_url = line
+        return line
+
+    def cpu_seconds(self) -> float | None:
+        return process_cpu_seconds(self.proc.pid) if self.proc is not None else None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+
+class Server(ServerProcess):
     """``python -m asyncvox.testing`` in its own process; ``with Server([...]) as s: s.base_url``.
 
     ``fast=True`` runs ``benchmarks/_fastserver.py`` instead: the same bodies (same pool,
@@ -126,62 +191,11 @@ class Server:
         launcher = [str(BENCH_DIR / "_fastserver.py")] if fast else ["-m", "asyncvox.testing"]
         self.args = [sys.executable, *launcher, *self.server_args]
         self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self.pinned = False
 
     @property
     def command(self) -> str:
         launcher = ["benchmarks/_fastserver.py"] if self.fast else ["-m", "asyncvox.testing"]
         return " ".join(["python", *launcher, *self.server_args])
-
-    def start(self) -> str:
-        # A fixed hash seed: the server picks each id's body by hash(id) % pool, so every
-        # run (and every process of this run) sees the same body for the same id.
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        self.proc = proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        self.pinned = pin(proc.pid, SERVER_CPU)
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(self.startup_timeout):
-                self.stop()
-                raise RuntimeError(f"server printed nothing within {self.startup_timeout} s: {self.command}")
-        line = proc.stdout.readline().strip()
-        if not line.startswith("http://127.0.0.1:"):
-            err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"unexpected first line from the server: {line!r}\n{err}")
-        self.base_url = line
-        return line
-
-    def cpu_seconds(self) -> float | None:
-        return process_cpu_seconds(self.proc.pid) if self.proc is not None else None
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-    def __enter__(self) -> Server:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
 
 # -- contender processes -----------------------------------------------------------------
 

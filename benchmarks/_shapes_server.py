@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
-import selectors
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, SERVER_CPU, pin, process_cpu_seconds
+from _common import API_KEY, ServerProcess
 from _shapes import Params, shape_named
 
 __all__ = ["ShapeServer"]
@@ -82,7 +79,7 @@ async def serve(args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
-class ShapeServer:
+class ShapeServer(ServerProcess):
     """``with ShapeServer("fixed-window", params) as s: s.base_url`` (pinned to the server CPU)."""
 
     def __init__(self, shape: str, params: Params, *, turns: int = 6, startup_timeout: float = 60.0) -> None:
@@ -101,51 +98,10 @@ class ShapeServer:
             str(turns),
         ]
         self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
 
     @property
     def command(self) -> str:
         return " ".join(["python", "benchmarks/_shapes_server.py", *self.args[2:]])
-
-    def __enter__(self) -> ShapeServer:
-        # A fixed hash seed: the body for an id is the same in every run.
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        self.proc = proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        pin(proc.pid, SERVER_CPU)
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(self.startup_timeout):
-                self.__exit__()
-                raise RuntimeError(f"no base URL within {self.startup_timeout} s from {self.command}")
-        line = proc.stdout.readline().strip()
-        if not line.startswith("http://127.0.0.1:"):
-            err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
-            self.__exit__()
-            raise RuntimeError(f"unexpected first line from {self.command}: {line!r}\n{err}")
-        self.base_url = line
-        return self
-
-    def cpu_seconds(self) -> float | None:
-        return process_cpu_seconds(self.proc.pid) if self.proc is not None else None
-
-    def __exit__(self, *exc_info: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def main() -> None:

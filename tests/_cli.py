@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from asyncvox.testing import DemoServer
@@ -73,3 +75,18 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def snapshot(out: Path) -> dict[str, bytes]:
     """The bytes of an export's files, to show a refused run left them alone."""
     return {p.name: p.read_bytes() for p in sorted(out.parent.glob(out.name + "*")) if p.is_file()}
+
+
+def kill_when_journalled(
+    args: list[str], environ: dict[str, str], done_path: Path, lines: int
+) -> int:
+    """Start the CLI with ``args``, SIGKILL it once its journal holds ``lines`` lines, and
+    return its exit status (``-SIGKILL`` when it was killed, not finished)."""
+    proc = subprocess.Popen([sys.executable, "-m", "asyncvox", *args], env=environ)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        if done_path.exists() and done_path.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.005)  # polling a file another process writes: no event to wait on
+    proc.send_signal(signal.SIGKILL)
+    return proc.wait(timeout=10)

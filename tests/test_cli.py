@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli import KEY
+from _cli import KEY, kill_when_journalled
 from _cli import env as _env
 from _cli import exported_ids as _exported_ids
 from _cli import ids_file as _ids_file
@@ -143,17 +143,8 @@ def test_resume_after_kill_at_a_random_point_loses_and_duplicates_nothing(tmp_pa
         ids_path = _ids_file(tmp_path, ids)
         out = tmp_path / "calls.jsonl"
         args = ["fetch", str(ids_path), "--out", str(out), "-q", "--concurrency", "8"]
-        proc = subprocess.Popen([sys.executable, "-m", "asyncvox", *args], env=_env(server))
-        kill_after = rng.randrange(50, 700)
-        deadline = time.monotonic() + 30
-        done_path = Path(f"{out}.done")
-        while proc.poll() is None and time.monotonic() < deadline:
-            if done_path.exists() and done_path.read_bytes().count(b"\n") >= kill_after:
-                break
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        assert proc.returncode == -signal.SIGKILL, f"finished before the kill (seed {seed})"
+        status = kill_when_journalled(args, _env(server), Path(f"{out}.done"), rng.randrange(50, 700))
+        assert status == -signal.SIGKILL, f"finished before the kill (seed {seed})"
         # Simulate the worst moment: a half-written line at the end of the output.
         with out.open("ab") as fh:
             fh.write(b'{"id":"half-written')

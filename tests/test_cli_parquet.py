@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from _cli import KEY, env, exported_ids, ids_file, run
+from _cli import KEY, env, exported_ids, ids_file, kill_when_journalled, run
 
 from asyncvox.testing import DemoServer, FaultProfile
 
@@ -49,17 +46,8 @@ def test_fetch_parquet_resumes_after_a_kill_with_nothing_lost_or_twice(tmp_path:
         ids_path = ids_file(tmp_path, ids)
         out, tables = tmp_path / "calls.jsonl", tmp_path / "tables"
         args = ["fetch", str(ids_path), "--out", str(out), "--parquet", str(tables), "-q", "-c", "8"]
-        proc = subprocess.Popen([sys.executable, "-m", "asyncvox", *args], env=env(server))
-        kill_after = rng.randrange(50, 600)
-        done_path = Path(f"{out}.done")
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            if done_path.exists() and done_path.read_bytes().count(b"\n") >= kill_after:
-                break
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        assert proc.returncode == -signal.SIGKILL, f"finished before the kill (seed {seed})"
+        status = kill_when_journalled(args, env(server), Path(f"{out}.done"), rng.randrange(50, 600))
+        assert status == -signal.SIGKILL, f"finished before the kill (seed {seed})"
         again = run([*args, "--resume"], env(server))
         assert again.returncode == 0, again.stderr
     in_tables = _table_ids(tables)
