@@ -106,6 +106,7 @@ class Controller:
         "_depths",
         "_depths_n",
         "_failures",
+        "_grow",
         "_latency",
         "_latency_sum",
         "_pacer",
@@ -126,6 +127,7 @@ class Controller:
         "last_throttle_reason",
         "max_pause",
         "paused_until",
+        "share",
         "throttles",
     )
 
@@ -165,6 +167,10 @@ class Controller:
         self._seq = 0
         # Latency batches: the cap's signal while nothing is refused.
         self._slow_start = True
+        #: This process's share of slow start's growth (1/n of n processes on one limit:
+        #: together they grow as one would).
+        self.share = 1.0
+        self._grow = 0.0
         self._successes = 0
         self._failures = 0
         self._latency_sum = 0.0
@@ -219,6 +225,19 @@ class Controller:
             self.throttles,
         )
 
+    @property
+    def growing(self) -> bool:
+        """Whether slow start is still growing the cap (nothing pushed back yet)."""
+        return self._slow_start and self.cap < self.ceiling
+
+    def admitted_lately(self, now: float, span: float = 2.0) -> float:
+        """Starts admitted per second over the last ``span`` seconds (a fleet's report)."""
+        return self._pacer.admitted_lately(now, self._seq, span)
+
+    def started_lately(self, now: float, span: float = 0.25) -> float:
+        """Starts per second over the last ``span`` seconds (a fleet's report)."""
+        return self._pacer.started_lately(now, self._seq, span)
+
     # -- what the runtime asks ---------------------------------------------------------
 
     def may_start(self, now: float) -> float:
@@ -248,7 +267,10 @@ class Controller:
         self._latency_sum += latency
         self._successes += 1
         if self._slow_start and self.cap < self.ceiling:
-            self.cap += 1
+            self._grow += self.share
+            if self._grow >= 1.0:
+                self._grow -= 1.0
+                self.cap += 1
         if self._successes >= self._batch:
             self._end_batch(now)
         if self._depths is not None:

@@ -5,20 +5,35 @@ Pure text and arithmetic, no I/O: :mod:`asyncvox.fleet` loads the scripts once
 (``TIME``), so processes on different hosts agree on when a start may go, and every key
 it writes gets a TTL, so a fleet that stops leaves nothing behind for long.
 
+The shared rate follows the local pacer's model (:mod:`asyncvox._pacing`), on the
+fleet's events: measured at an *onset* (a refusal after a stretch of admitted starts)
+from what every process was admitted lately, starts paced a little below it, and the pace
+climbing back concavely after each cut, past the estimate along a cubic, then doubling.
+The pace is a function of the Redis clock (``cut_at``, ``pace0``, ``k``, ``k0``), so
+every lease reads the same pace without anyone writing it.
+
 Keys, for one API (its base URL) and one api key (a keyed hash of it, never the key)::
 
-    asyncvox:{<host/path>|<hash>}:rate    hash: rate (req/s the fleet may start), at
-                                          (µs, last measured), refused_at (µs),
-                                          grown_at (µs)               TTL RATE_TTL
+    asyncvox:{<host/path>|<hash>}:rate    hash: rate (the estimate, req/s), pace0 (the
+                                          pace at the last cut), cut_at, measured_at,
+                                          first_at, refused_at, probe_at (the probe's
+                                          clock, held back while the pace is idle) (µs,
+                                          Redis clock), k, k0
+                                          (s: the probe's climb), steady, emergency,
+                                          confirmed (0/1: an onset measured it)
+                                                                     TTL RATE_TTL
     asyncvox:{<host/path>|<hash>}:gcra    string: the next free start time (µs)   TTL GCRA_TTL
-    asyncvox:{<host/path>|<hash>}:counts  hash: starts / refusals per second, over
-                                          the last SLOTS seconds, since (µs, first
-                                          count)                     TTL COUNTS_TTL
+    asyncvox:{<host/path>|<hash>}:procs   hash: per process (a random token), what it
+                                          was admitted and sent lately and when it said
+                                          so, "<req/s>:<req/s>:<µs>"  TTL PROCS_TTL
     asyncvox:{<host/path>|<hash>}:pause   string: when the fleet-wide pause ends (µs)
                                                                      TTL the pause
+    asyncvox:{<host/path>|<hash>}:news    a pub/sub channel (stores nothing): cuts of
+                                          the pace and pauses, as they happen
 
 Values read back are clamped, never trusted: a rate outside [MIN_RATE, MAX_RATE], a
-start time further ahead than ``max_ahead`` or a pause longer than MAX_PAUSE is reset.
+start time further ahead than ``max_ahead``, a time in the future or a pause longer than
+MAX_PAUSE is dropped, and a state that does not add up is a fleet starting over.
 """
 
 from __future__ import annotations
@@ -35,86 +50,193 @@ __all__ = ["LEASE", "SYNC", "FleetKeys", "fleet_keys"]
 SALT: Final = b"asyncvox fleet v1"
 RATE_TTL: Final = 600  # s: a fleet that saw no refusal for 10 minutes starts unpaced again
 GCRA_TTL: Final = 60  # s
-COUNTS_TTL: Final = 10  # s
-SLOTS: Final = 4  # seconds of counts kept
+PROCS_TTL: Final = 10  # s
 MIN_RATE: Final = 0.1
 MAX_RATE: Final = 1e6
 MAX_PAUSE: Final = 300.0  # s
+#: A process's report counts towards the fleet's admitted rate this long (µs).
+FRESH_US: Final = 1_000_000
+#: Refusals this soon after a cut (µs) are of starts before it: the old pace's doing
+#: (a round trip, and the report's: a throttle is reported at once).
+GUARD_US: Final = 250_000
+#: Onsets closer than this (µs) to the last measurement are an emergency's business.
+MEASURE_GAP_US: Final = 1_000_000
+#: After the fleet's first refusal the pace climbs back from half its first guess in
+#: this many seconds.
+FIRST_BACK: Final = 1.0
+#: The probe (as :mod:`asyncvox._pacing`): the climb back takes PROBE_K s, or the time
+#: PROBE_STARTS starts take at the estimate, at most PROBE_K_MAX; past the estimate the
+#: cubic climbs PROBE_CUBIC margins, then doubles every PROBE_DOUBLING s, up to PROBE_MAX.
+PROBE_K: Final = 2.0
+PROBE_STARTS: Final = 100
+PROBE_K_MAX: Final = 10.0
+PROBE_CUBIC: Final = 4.0
+PROBE_DOUBLING: Final = 2.0
+PROBE_MAX: Final = 2.0
+#: A measurement within this share of the estimate finds the limit steady.
+STEADY: Final = 0.05
 
-# Shared by both scripts: the server's clock in µs, and a number read back and clamped.
-_PRELUDE = """
+# Shared by both scripts: the server's clock in µs, a number read back and clamped, the
+# fleet's pacer state (nil when the fleet is not paced) and its pace at a time.
+_PRELUDE = f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- times are written as integers: a Lua number would be written with 14 digits
+local NOW = string.format('%d', now)
 local function num(v, lo, hi)
   local x = tonumber(v)
   if x == nil or x ~= x or x < lo or x > hi then return nil end
   return x
 end
+local function load(key)
+  local v = redis.call('HMGET', key, 'rate', 'pace0', 'cut_at', 'k', 'k0', 'measured_at', 'first_at',
+    'steady', 'emergency', 'confirmed', 'probe_at')
+  local s = {{
+    rate = num(v[1], {MIN_RATE}, {MAX_RATE}), pace0 = num(v[2], {MIN_RATE}, {MAX_RATE}),
+    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {PROBE_K_MAX}), k0 = num(v[5], 0.01, {PROBE_K_MAX}),
+    measured_at = num(v[6], 0, now) or 0, first_at = num(v[7], 0, now) or 0,
+    steady = num(v[8], 0, 3) or 0, emergency = num(v[9], 0, 1) or 0,
+    confirmed = num(v[10], 0, 1) or 0, probe_at = num(v[11], 0, now),
+  }}
+  if s.rate == nil or s.pace0 == nil or s.cut_at == nil or s.k == nil or s.k0 == nil
+    or s.probe_at == nil then
+    return nil
+  end
+  return s
+end
+local function factor(s, margin, at)
+  local x = (at - s.probe_at) / 1000000 - s.k
+  if x < 0 then
+    local depth = math.max(margin, 1 - s.pace0 / s.rate)
+    local y = -x / s.k
+    return 1 - depth * y * y * y
+  end
+  if s.confirmed == 0 then
+    -- no onset has measured the limit yet (the first guess may be far below it): past
+    -- the estimate, double at once
+    return 2 ^ (x / {PROBE_DOUBLING:g})
+  end
+  local x1 = s.k0 * {PROBE_CUBIC ** (1 / 3):.6f}
+  if x < x1 then
+    local y = x / s.k0
+    return 1 + margin * y * y * y
+  end
+  return (1 + {PROBE_CUBIC:g} * margin) * 2 ^ ((x - x1) / {PROBE_DOUBLING:g})
+end
+local function pace_of(s, margin, at)
+  return s.rate * math.min(factor(s, margin, at), {PROBE_MAX:g})
+end
 """
 
-#: KEYS: rate, counts, pause. ARGV: starts, refused, hint (a process's own estimate, or
-#: 0), pause_ms, margin, growth (per second), probe_after (s). Adds this process's counts
-#: to the current second; on refusals measures the fleet's admitted rate over the last
-#: seconds; while nothing is refused, lets the rate grow (the probe); publishes a pause.
-#: Returns {now_us, rate * 1000 or -1, pause_until_us or 0}.
+#: KEYS: rate, procs, pause. ARGV: token, admitted (req/s, this process over the last two
+#: seconds), sent (req/s, over the last quarter second), refused
+#: (refusals since the last sync), pause_ms, margin, the news channel (a cut or a pause
+#: is published there: :mod:`asyncvox._fleet_events`). Records the report; on refusals
+#: measures the fleet's admitted rate (an onset) or slows down (refusals going on after
+#: a cut); lets a probe that found nothing at twice the estimate start over there;
+#: publishes a pause. Returns {now_us, rate * 1000 or -1, pace * 1000 or -1,
+#: pause_until_us or 0, processes reporting lately}.
 SYNC: Final = (
     _PRELUDE
     + f"""
-local starts, refused = tonumber(ARGV[1]), tonumber(ARGV[2])
-local hint, pause_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-local margin, growth, probe_after = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local sec = math.floor(now / 1000000)
-local slot = sec % {SLOTS}
-if num(redis.call('HGET', KEYS[2], 't' .. slot), 0, 1e12) ~= sec then
-  redis.call('HSET', KEYS[2], 't' .. slot, sec, 'n' .. slot, 0, 'r' .. slot, 0)
-end
-if starts > 0 then redis.call('HINCRBY', KEYS[2], 'n' .. slot, starts) end
-if refused > 0 then redis.call('HINCRBY', KEYS[2], 'r' .. slot, refused) end
-redis.call('HSETNX', KEYS[2], 'since', now)
-redis.call('EXPIRE', KEYS[2], {COUNTS_TTL})
-local rate = num(redis.call('HGET', KEYS[1], 'rate'), {MIN_RATE}, {MAX_RATE})
-if refused > 0 then
-  local at = num(redis.call('HGET', KEYS[1], 'at'), 0, 1e18) or 0
-  local admitted, oldest = 0, sec
-  for i = 0, {SLOTS - 1} do
-    local s = num(redis.call('HGET', KEYS[2], 't' .. i), 0, 1e12)
-    if s ~= nil and s > sec - 2 then
-      local n = num(redis.call('HGET', KEYS[2], 'n' .. i), 0, 1e12) or 0
-      local r = num(redis.call('HGET', KEYS[2], 'r' .. i), 0, 1e12) or 0
-      admitted = admitted + math.max(0, n - r)
-      if s < oldest then oldest = s end
+local token = ARGV[1]
+local admitted, sent = math.max(0, tonumber(ARGV[2]) or 0), math.max(0, tonumber(ARGV[3]) or 0)
+local refused, pause_ms = tonumber(ARGV[4]) or 0, tonumber(ARGV[5]) or 0
+local margin, channel = tonumber(ARGV[6]), ARGV[7]
+redis.call('HSET', KEYS[2], token, string.format('%.3f:%.3f:%d', admitted, sent, now))
+redis.call('EXPIRE', KEYS[2], {PROCS_TTL})
+-- what the fleet was admitted (and sent) lately: the sums of the fresh reports, and how
+-- many processes made them
+local function fleet_lately()
+  local all = redis.call('HGETALL', KEYS[2])
+  local got, went, n = 0, 0, 0
+  for i = 1, #all, 2 do
+    local a, w, at = string.match(all[i + 1], '^([^:]+):([^:]+):(%d+)$')
+    a, w, at = num(a, 0, {MAX_RATE}), num(w, 0, {MAX_RATE}), num(at, 0, now)
+    if a == nil or w == nil or at == nil or at < now - {PROCS_TTL * 1_000_000} then
+      redis.call('HDEL', KEYS[2], all[i])
+    elseif at >= now - {FRESH_US} then
+      got, went, n = got + a, went + w, n + 1
     end
   end
-  -- from the first count reported, if later than the oldest second's start
-  local since = num(redis.call('HGET', KEYS[2], 'since'), 0, now) or 0
-  local span = (now - math.max(oldest * 1000000, since)) / 1000000
-  local measured = nil
-  if span >= 0.5 and admitted >= 8 then measured = admitted / span end
-  if rate == nil then
-    -- the fleet's first refusal: what it admitted lately, counted over at least a second
-    -- (the common window: a burst at the start is not a rate), else the process's guess
-    if admitted >= 1 then rate = admitted / math.max(span, 1.0) elseif hint > 0 then rate = hint end
-    if rate ~= nil then redis.call('HSET', KEYS[1], 'at', now) end
-  elseif measured ~= nil and now - at >= 500000 then
-    -- refused at the fleet's pace: the limit is near it (a span with idle stretches
-    -- undercounts what the limiter grants), so cut by at most two margins per step
-    rate = math.max((1 - 2 * margin) * rate, math.min(rate, measured))
-    redis.call('HSET', KEYS[1], 'at', now)
+  return got, went, n
+end
+local got, went, processes = fleet_lately()
+-- pace at `pace` from now on, climbing back to the estimate `rate` concavely (a limit
+-- measured again where it was, `steady` times in a row, is climbed back to more slowly)
+local function cut(rate, pace, measured, steady, emergency, back)
+  rate = math.max({MIN_RATE}, math.min({MAX_RATE}, rate))
+  pace = math.max({MIN_RATE}, math.min(rate, pace))
+  local k0 = math.min(math.max({PROBE_K:g}, {PROBE_STARTS} / rate), {PROBE_K_MAX:g})
+  back = back or math.min(k0 * 2 ^ steady, {PROBE_K_MAX:g})
+  local depth = math.max(margin, 1 - pace / rate)
+  local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
+  redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,
+    'k', tostring(k), 'k0', tostring(k0), 'steady', steady, 'emergency', emergency)
+  if measured then redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', 1) end
+  redis.call('PUBLISH', channel, string.format('cut %s %d %d', NOW, rate * 1000, pace * 1000))
+  return rate
+end
+local s = load(KEYS[1])
+local rate = s and s.rate or nil
+if refused > 0 then
+  redis.call('HSET', KEYS[1], 'refused_at', NOW)
+  redis.call('EXPIRE', KEYS[1], {RATE_TTL})
+  if s == nil then
+    -- the fleet's first refusal: what it sent lately bounds the rate from above (slow
+    -- start doubled in the last round trip); pace at half of it, climbing back within
+    -- FIRST_BACK, until an onset measures better (the first refusals after this one are
+    -- its overshoot's: the guard; then the emergency's or an onset's)
+    local guess = math.max(got, went)
+    if guess >= {MIN_RATE} then
+      redis.call('HSET', KEYS[1], 'first_at', NOW, 'confirmed', 0)
+      rate = cut(guess, 0.5 * guess, true, 0, 0, {FIRST_BACK:g})
+      redis.call('HSET', KEYS[1], 'confirmed', 0)
+    end
+  elseif now - s.cut_at >= {GUARD_US} then
+    local pace = pace_of(s, margin, now)
+    local measured = got
+    if now - s.measured_at >= {MEASURE_GAP_US} then
+      -- an onset: the limiter is just exhausted, what it admitted lately is its rate;
+      -- refused at a pace crossing slowly upward, the limit is not far below that pace
+      -- (unless the last cut was an emergency's, or the fleet got clearly less than the
+      -- pace: then the limit is below it, however the pace got there)
+      local estimate = measured
+      if s.emergency == 0 and measured >= (1 - 3 * margin) * pace then
+        estimate = math.max(estimate, (1 - margin) * math.min(pace, (1 + 2 * margin) * s.rate))
+      end
+      if now - s.first_at < 2 * {MEASURE_GAP_US} then estimate = math.max(estimate, 0.5 * s.rate) end
+      local steady = 0
+      if math.abs(estimate - s.rate) <= {STEADY} * s.rate then steady = math.min(s.steady + 1, 3) end
+      rate = cut(estimate, math.min(pace, (1 - margin) * estimate), true, steady, 0)
+    else
+      -- refusals go on after the cut: the limit fell (or the estimate was high); slow
+      -- down to what was admitted (at most to a quarter per step), and aim the probe at
+      -- most at twice that
+      local p = math.max(0.25 * pace, math.min(pace, (1 - margin) * measured))
+      rate = cut(math.min(s.rate, 2 * p), p, false, 0, 1)
+    end
   end
-  redis.call('HSET', KEYS[1], 'refused_at', now, 'grown_at', now)
-elseif rate ~= nil then
-  local refused_at = num(redis.call('HGET', KEYS[1], 'refused_at'), 0, 1e18) or 0
-  local grown_at = num(redis.call('HGET', KEYS[1], 'grown_at'), 0, 1e18) or now
-  if now - refused_at > probe_after * 1000000 and now > grown_at then
-    -- nothing refused for a while: probe upward (a limit that rose is found)
-    rate = rate * (1 + growth * math.min(1.0, (now - grown_at) / 1000000))
-    redis.call('HSET', KEYS[1], 'grown_at', now)
+elseif s ~= nil and pace_of(s, margin, now) >= {PROBE_MAX:g} * s.rate then
+  -- twice the estimate and nothing refused: it was wrong; start over from there
+  rate = cut({PROBE_MAX:g} * s.rate, (1 - margin) * {PROBE_MAX:g} * s.rate, false, 0, 0)
+  redis.call('HSET', KEYS[1], 'confirmed', 0)
+end
+if pause_ms > 0 and s ~= nil and now - s.cut_at >= {GUARD_US} then
+  -- a process found everything refused (a window's limiter is exhausted): what the fleet
+  -- was admitted over a span reaching to the pause's end is what the limiter grants
+  -- (at most to a quarter per pause: a burst of refusals says little about the limit
+  -- after it)
+  local span = {FRESH_US * 2 / 1e6:g}
+  local estimate = math.max(0.25 * s.rate, got * span / (span + pause_ms / 1000))
+  if estimate < s.rate then
+    rate = cut(estimate, (1 - margin) * estimate, false, 0, 1)
   end
 end
+local pace = -1
 if rate ~= nil then
-  rate = math.max({MIN_RATE}, math.min({MAX_RATE}, rate))
-  redis.call('HSET', KEYS[1], 'rate', tostring(rate))
-  if refused > 0 then redis.call('EXPIRE', KEYS[1], {RATE_TTL}) end
+  local s2 = load(KEYS[1])
+  if s2 ~= nil then pace = math.floor(pace_of(s2, margin, now) * 1000) end
 end
 local pause_until = 0
 if pause_ms > 0 then
@@ -123,31 +245,37 @@ if pause_ms > 0 then
   local have = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)})
   if have == nil or have < want then
     redis.call('SET', KEYS[3], string.format('%d', want), 'PX', math.max(1, math.ceil(ms)))
+    redis.call('PUBLISH', channel, string.format('pause %s %d 0', NOW, want))
   end
 end
 local p = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)})
 if p ~= nil then pause_until = p end
-return {{now, rate and math.floor(rate * 1000) or -1, pause_until}}
+return {{now, rate and math.floor(rate * 1000) or -1, pace, pause_until, processes}}
 """
 )
 
 #: KEYS: rate, gcra, pause. ARGV: k (starts wanted), margin, max_ahead_ms. GCRA on the
-#: server's clock: hands out the next ``k`` start times of the fleet's pace. Returns
-#: {now_us, first_us, interval_us, rate * 1000, pause_until_us}; interval 0 when the fleet
-#: is not paced (no rate), and then nothing is taken.
+#: server's clock at the fleet's pace: hands out the next ``k`` start times. A fleet that
+#: left its pace idle holds its probe back as long (no climb without evidence). Returns
+#: {now_us, first_us, interval_us, rate * 1000, pace * 1000, pause_until_us}; interval 0
+#: when the fleet is not paced, and then nothing is taken.
 LEASE: Final = (
     _PRELUDE
     + f"""
 local k, margin, max_ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) * 1000
 local pause_until = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)}) or 0
-local rate = num(redis.call('HGET', KEYS[1], 'rate'), {MIN_RATE}, {MAX_RATE})
-if rate == nil then return {{now, now, 0, -1, pause_until}} end
-local interval = math.floor(1000000 / (rate * (1 - margin)))
-local tat = num(redis.call('GET', KEYS[2]), 0, now + max_ahead) or now
-if tat < now then tat = now end
+local s = load(KEYS[1])
+if s == nil then return {{now, now, 0, -1, -1, pause_until}} end
+local pace = pace_of(s, margin, now)
+local interval = math.floor(1000000 / pace)
+local tat = num(redis.call('GET', KEYS[2]), 0, now + max_ahead)
+if tat ~= nil and now - tat > interval then
+  redis.call('HSET', KEYS[1], 'probe_at', string.format('%d', s.probe_at + math.min(now - tat, now - s.probe_at)))
+end
+if tat == nil or tat < now then tat = now end
 if tat < pause_until then tat = pause_until end
 redis.call('SET', KEYS[2], string.format('%d', tat + k * interval), 'EX', {GCRA_TTL})
-return {{now, tat, interval, math.floor(rate * 1000), pause_until}}
+return {{now, tat, interval, math.floor(s.rate * 1000), math.floor(pace * 1000), pause_until}}
 """
 )
 
@@ -155,14 +283,16 @@ return {{now, tat, interval, math.floor(rate * 1000), pause_until}}
 class FleetKeys:
     """The Redis key names of one API and api key (see the module docstring)."""
 
-    __slots__ = ("counts", "gcra", "pause", "prefix", "rate")
+    __slots__ = ("gcra", "news", "pause", "prefix", "procs", "rate")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.rate = prefix + ":rate"
         self.gcra = prefix + ":gcra"
-        self.counts = prefix + ":counts"
+        self.procs = prefix + ":procs"
         self.pause = prefix + ":pause"
+        #: A pub/sub channel, not a key: nothing is stored under it.
+        self.news = prefix + ":news"
 
 
 def fleet_keys(base_url: str, api_key: str) -> FleetKeys:

@@ -334,6 +334,37 @@ class Pacer:
             refused += 1
         return max(1, (seq - low + 1) - refused) / (end - since)
 
+    def admitted_lately(self, now: float, seq: int, span: float) -> float:
+        """Starts admitted per second over the last ``span`` seconds (up to start ``seq``),
+        for a fleet's report: what this process got, whether or not it was refused."""
+        return self._lately(now, seq, span, count_refused=False)
+
+    def started_lately(self, now: float, seq: int, span: float) -> float:
+        """Starts per second over the last ``span`` seconds, refused or not (a fleet's
+        report: what the fleet sent bounds its first guess from above)."""
+        return self._lately(now, seq, span, count_refused=True)
+
+    def _lately(self, now: float, seq: int, span: float, count_refused: bool) -> float:
+        if seq < 1:
+            return 0.0
+        starts = self.starts
+        oldest = starts[max(1, seq - _MASK) & _MASK]
+        since = now - span
+        low = self._first_after(since, seq) if oldest <= since else max(1, seq - _MASK)
+        if starts[low & _MASK] <= since:
+            return 0.0  # nothing started in the span
+        refused = 0
+        if not count_refused:
+            for s in reversed(self._refused):
+                if s < low:
+                    break
+                if s <= seq:
+                    refused += 1
+        # Over the span, or since the first start if later (at least a tenth of a second:
+        # a process's first burst is not a rate).
+        width = max(now - max(since, oldest), 0.1)
+        return max(0, seq - low + 1 - refused) / width
+
     def _bounded(self, estimate: float) -> float:
         return estimate if self.told is None else min(estimate, self.told)
 

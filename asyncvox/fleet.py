@@ -5,16 +5,21 @@ Opt-in (``pip install 'asyncvox[redis]'``; ``Client(fleet="redis://...")`` or
 and control logic; a :class:`FleetLink` is what the governor consults when the fleet is
 *paced*, never on its fast path:
 
-* **Counts in batches.** A background task reports the process's starts and refusals
-  every ``sync_interval`` (one round trip; a throttle reports at once), so Redis sees the
-  fleet's admitted rate. A fleet that was never refused costs Redis nothing per request.
+* **Reports in batches.** A background task reports what the process was admitted
+  lately (starts per second over the last two seconds, less its refusals) and its new
+  refusals every ``sync_interval`` (one round trip; a throttle reports at once). A fleet
+  that was never refused costs Redis nothing per request.
 * **A shared rate.** On refusals the fleet's rate is measured in Redis from everyone's
-  counts (:mod:`asyncvox._fleet_scripts`), and probed upward while nothing is refused;
-  every process adopts it at its next sync, so a throttle seen by one slows all.
+  reports and probed upward the way the local pacer does (:mod:`asyncvox._fleet_scripts`);
+  every process reads the pace at its next lease or sync, so a throttle seen by one slows
+  all.
 * **Paced starts, leased.** While the fleet is paced, starts come from one GCRA on the
   Redis server's clock, ``k`` start times per round trip (a lease covers ``lease_span``
   seconds of the pace), so N processes together start at the shared pace.
 * **A fleet-wide pause** when one process's controller finds everything refused.
+* **News, pushed.** A cut of the pace and a pause are published on a pub/sub channel
+  (:mod:`asyncvox._fleet_events`), so every process hears within a millisecond, not at
+  its next sync.
 * **Faults lose nothing.** Any Redis error or a reply slower than ``socket_timeout``
   drops the process to its local governor (one WARNING per outage; see
   :attr:`FleetLink.state`), and the link tries again every ``retry_interval``. Values read
@@ -27,12 +32,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+from ._fleet_events import FleetNews, Listener
 from ._fleet_scripts import LEASE, MAX_PAUSE, MAX_RATE, MIN_RATE, SYNC, FleetKeys
 from .errors import ConfigurationError
 
@@ -47,6 +54,10 @@ REDIS_URL_ENV: Final = "ASYNCVOX_REDIS_URL"
 MARGIN: Final = 0.03
 #: A leased start time this far in the past is dropped, not used (it would be a burst).
 STALE: Final = 0.25
+#: Seconds between syncs while the fleet is unpaced and this process's slow start grows:
+#: its first refusal must reach every process within a round trip or two, or each goes
+#: on doubling into the limit.
+FAST_SYNC: Final = 0.05
 
 
 class RedisFleet:
@@ -60,15 +71,11 @@ class RedisFleet:
         sync_interval: seconds between count reports (and reading the fleet's rate).
         lease_span: seconds of the fleet's pace one lease of start times covers.
         max_lease: most start times taken per round trip.
-        probe_after: seconds without a refusal before the fleet's rate grows ...
-        growth: ... by this share per second (a limit that rose is found).
     """
 
     __slots__ = (
-        "growth",
         "lease_span",
         "max_lease",
-        "probe_after",
         "retry_interval",
         "socket_timeout",
         "sync_interval",
@@ -84,8 +91,6 @@ class RedisFleet:
         sync_interval: float = 0.25,
         lease_span: float = 0.1,
         max_lease: int = 8,
-        probe_after: float = 1.0,
-        growth: float = 0.1,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(str(url))!r}")
@@ -99,16 +104,12 @@ class RedisFleet:
                 raise ConfigurationError(f"RedisFleet {name} must be > 0 seconds, got {value!r}")
         if not (isinstance(max_lease, int) and max_lease >= 1):
             raise ConfigurationError(f"RedisFleet max_lease must be an int >= 1, got {max_lease!r}")
-        if not (probe_after >= 0 and 0 <= growth <= 1):
-            raise ConfigurationError("RedisFleet probe_after must be >= 0 and growth in [0, 1]")
         self.url = url
         self.socket_timeout = float(socket_timeout)
         self.retry_interval = float(retry_interval)
         self.sync_interval = float(sync_interval)
         self.lease_span = float(lease_span)
         self.max_lease = max_lease
-        self.probe_after = float(probe_after)
-        self.growth = float(growth)
 
     def __repr__(self) -> str:
         return f"RedisFleet({_redact(self.url)!r})"
@@ -125,12 +126,16 @@ def _redact(url: str) -> str:
 
 
 class FleetCounts(NamedTuple):
-    """What a governor reports at a sync: totals since it was made."""
+    """What a governor reports at a sync."""
 
-    starts: int
+    #: refusals since the governor was made
     refused: int
-    #: the process's own rate estimate (req/s), used only for the fleet's first refusal
-    rate: float | None
+    #: starts admitted per second lately (over the last two seconds)
+    admitted: float
+    #: starts per second, refused or not, over the last quarter second
+    sent: float
+    #: whether slow start is still growing (then the link syncs every FAST_SYNC s)
+    growing: bool
 
 
 class FleetState(NamedTuple):
@@ -140,7 +145,9 @@ class FleetState(NamedTuple):
         state: ``"connecting"`` (not reached yet), ``"fleet"`` (shared limits in force)
             or ``"local"`` (Redis failed: this process's own limits, retrying).
         paced: whether starts come from the fleet's shared pace now.
-        rate: the fleet's rate (requests/s) as last read; ``None`` while unpaced.
+        rate: the fleet's estimate of the server's rate (requests/s) as last read;
+            ``None`` while unpaced.
+        pace: the fleet's start rate (requests/s) as last read; ``None`` while unpaced.
         paused_for: seconds left of a fleet-wide pause.
         round_trips: Redis round trips so far (syncs and leases).
         leases: leases of start times taken.
@@ -151,6 +158,7 @@ class FleetState(NamedTuple):
     state: str
     paced: bool
     rate: float | None
+    pace: float | None
     paused_for: float
     round_trips: int
     leases: int
@@ -179,14 +187,21 @@ class FleetLink:
         #: Whether starts come from the fleet's pace (Redis up and the fleet paced).
         self.paced = False
         self.rate: float | None = None
+        self.pace: float | None = None
         self.round_trips = 0
         self.leases = 0
         self.fallbacks = 0
         self.last_error: str | None = None
+        #: Processes that reported to the fleet lately (this one included).
+        self.processes = 1
         self._state = "connecting"
         self._pause_until = 0.0  # local monotonic time
         self._slots: deque[float] = deque()
-        self._reported = FleetCounts(0, 0, None)
+        self._reported = 0  # refusals reported
+        self._interval = config.sync_interval
+        self._joined = False
+        # Names this process's report in Redis: random, never derived from the key.
+        self._token = secrets.token_hex(8)
         self._pause_ms = 0.0
         self._urgent = asyncio.Event()
         self._redis: Any = None
@@ -194,6 +209,15 @@ class FleetLink:
         self._lease: Any = None
         self._task: asyncio.Task[None] | None = None
         self._leasing: asyncio.Task[None] | None = None
+        self._offset = 0.0  # local monotonic seconds minus the Redis clock's, last reply
+        self._listener = Listener(config.url, keys.news, config.socket_timeout, self._news)
+
+    @property
+    def joining(self) -> bool:
+        """True until the first sync answered or failed: starts wait for it (a millisecond
+        on a local Redis), so that a process knows how many share the limit before its
+        slow start begins."""
+        return self._state == "connecting" and not self._joined
 
     @property
     def state(self) -> FleetState:
@@ -202,6 +226,7 @@ class FleetLink:
             self._state,
             self.paced,
             self.rate,
+            self.pace,
             max(0.0, self._pause_until - time.monotonic()),
             self.round_trips,
             self.leases,
@@ -224,6 +249,7 @@ class FleetLink:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._task = self._leasing = None
+        await self._listener.aclose()
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -279,10 +305,9 @@ class FleetLink:
     # -- Redis ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        interval = self.config.sync_interval
         while True:
             ok = await self._sync_once()
-            wait = interval if ok else self.config.retry_interval
+            wait = self._interval if ok else self.config.retry_interval
             self._urgent.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -317,46 +342,53 @@ class FleetLink:
 
     async def _sync_once(self) -> bool:
         counts = self._counts()
-        before = self._reported
+        refused = max(0, counts.refused - self._reported)
         pause_ms, self._pause_ms = self._pause_ms, 0.0
-        cfg = self.config
         sent = time.monotonic()
         reply = await self._call(
             False,
-            [self.keys.rate, self.keys.counts, self.keys.pause],
+            [self.keys.rate, self.keys.procs, self.keys.pause],
             [
-                max(0, counts.starts - before.starts),
-                max(0, counts.refused - before.refused),
-                f"{counts.rate or 0.0:.6f}",
+                self._token,
+                f"{counts.admitted:.3f}",
+                f"{counts.sent:.3f}",
+                refused,
                 f"{pause_ms:.0f}",
                 MARGIN,
-                cfg.growth,
-                cfg.probe_after,
+                self.keys.news,
             ],
         )
-        if reply is None or len(reply) != 3:
+        if reply is None or len(reply) != 5:
             self._pause_ms = max(self._pause_ms, pause_ms)
             return False
-        self._reported = counts
-        self._adopt(sent, reply[0], reply[1], reply[2])
+        self._reported = counts.refused
+        joined = self.processes != reply[4] or self._joined is False
+        self.processes = max(1, min(reply[4], 10_000))
+        self._joined = True
+        self._listener.ensure()
+        fast = counts.growing and not self.paced
+        self._interval = min(FAST_SYNC, self.config.sync_interval) if fast else self.config.sync_interval
+        self._adopt(sent, reply[0], reply[1], reply[2], reply[3])
+        if joined:
+            self._on_change()
         return True
 
     async def _take_lease(self, demand: int) -> None:
         cfg = self.config
-        rate = self.rate or MIN_RATE
-        k = max(1, min(cfg.max_lease, demand, int(rate * cfg.lease_span)))
+        pace = self.pace or MIN_RATE
+        k = max(1, min(cfg.max_lease, demand, int(pace * cfg.lease_span)))
         sent = time.monotonic()
         reply = await self._call(
             True,
             [self.keys.rate, self.keys.gcra, self.keys.pause],
             [k, MARGIN, int(max(cfg.lease_span, 1.0) * cfg.max_lease * 1000 * 8)],
         )
-        if reply is None or len(reply) != 5:
+        if reply is None or len(reply) != 6:
             self._on_change()
             return
-        now_us, first_us, interval_us, rate_milli, pause_us = reply
+        now_us, first_us, interval_us, rate_milli, pace_milli, pause_us = reply
         self.leases += 1
-        local = self._adopt(sent, now_us, rate_milli, pause_us)
+        local = self._adopt(sent, now_us, rate_milli, pace_milli, pause_us)
         if interval_us > 0 and self.paced:
             first = local + (first_us - now_us) / 1e6
             step = interval_us / 1e6
@@ -365,24 +397,44 @@ class FleetLink:
             self._slots.extend(min(first + i * step, horizon) for i in range(k))
         self._on_change()
 
-    def _adopt(self, sent: float, now_us: int, rate_milli: int, pause_us: int) -> float:
-        """Take the fleet's rate and pause from a reply; the local time of the server's ``now``."""
+    def _adopt(self, sent: float, now_us: int, rate_milli: int, pace_milli: int, pause_us: int) -> float:
+        """Take the fleet's rate, pace and pause from a reply; the local time of the server's
+        ``now``."""
         local = (sent + time.monotonic()) / 2
-        rate = rate_milli / 1000.0 if rate_milli > 0 else None
-        if rate is not None:
-            rate = min(max(rate, MIN_RATE), MAX_RATE)
+        self._offset = local - now_us / 1e6
+        rate = _clamped(rate_milli)
         pause = (pause_us - now_us) / 1e6 if pause_us > now_us else 0.0
         self._pause_until = local + min(pause, MAX_PAUSE) if pause > 0 else 0.0
         was = self.paced
         self.rate = rate
+        self.pace = _clamped(pace_milli) if rate is not None else None
         self.paced = rate is not None
         if was != self.paced:
             self._slots.clear()
             self._on_change()
         return local
 
+    def _news(self, news: FleetNews) -> None:
+        """A cut or a pause somewhere in the fleet: act on it now, not at the next sync."""
+        if self._state != "fleet":
+            return
+        if news.kind == "pause":
+            until = min(self._offset + news.a / 1e6, time.monotonic() + MAX_PAUSE)
+            if until <= self._pause_until:
+                return
+            self._pause_until = until
+        else:
+            rate = _clamped(news.a)
+            if rate is None:
+                return
+            self.rate, self.pace, self.paced = rate, _clamped(news.b), True
+            # Leased at the old pace: too dense for the new one.
+            self._slots.clear()
+        self._on_change()
+
     def _fail(self, exc: BaseException) -> None:
         self.last_error = type(exc).__name__
+        joining = self.joining
         if self._state != "local":
             logger.warning(
                 "asyncvox fleet: Redis at %s failed (%s); using this process's own limits, "
@@ -395,7 +447,15 @@ class FleetLink:
         self._state = "local"
         self._slots.clear()
         self._pause_until = 0.0
-        if self.paced:
+        self.processes = 1
+        if self.paced or joining:
             self.paced = False
-            self.rate = None
+            self.rate = self.pace = None
             self._on_change()
+
+
+def _clamped(milli: int) -> float | None:
+    """A rate read back from Redis (x 1000), clamped; ``None`` for "no rate"."""
+    if milli <= 0:
+        return None
+    return min(max(milli / 1000.0, MIN_RATE), MAX_RATE)

@@ -170,6 +170,8 @@ class Governor:
             if fleet_keys is None:
                 raise ConfigurationError("a fleet governor needs its keys")
             self.fleet = FleetLink(fleet, fleet_keys, self._fleet_counts, self._fleet_changed)
+            self._ctl.free = False  # starts wait for the fleet's first answer (joining)
+        self._fleet_share = 1
 
     # -- readable state ----------------------------------------------------------------
 
@@ -335,14 +337,16 @@ class Governor:
         testing = is_testing()
         fleet = self.fleet
         paced = fleet is not None and fleet.paced
+        if fleet is not None and fleet.joining:
+            return  # the first sync's answer pumps again
         while waiters and ctl.in_flight < ctl.cap:
             now = time.monotonic()
             wait = ctl.may_start(now)
             if paced:
                 assert fleet is not None
                 # The fleet's leased start times pace instead of the local pacer; a local
-                # pause (everything refused here) still holds.
-                wait = max(wait if ctl.paused else 0.0, fleet.wait(now, len(waiters)))
+                # pause (everything refused here) and a told rate still hold.
+                wait = max(wait if ctl.paused or ctl.told is not None else 0.0, fleet.wait(now, len(waiters)))
                 if wait == math.inf:
                     break  # a lease is on its way: its arrival pumps again
             if wait > 0 and not (testing and ctl.told is None):
@@ -413,13 +417,23 @@ class Governor:
 
     def _fleet_counts(self) -> FleetCounts:
         ctl = self._ctl
-        # Read, not counted: the fast path pays nothing for the fleet's batched reports.
-        return FleetCounts(ctl._seq, ctl.throttles, ctl.rate)
+        # Read from the start ring, not counted: the fast path pays nothing for the
+        # fleet's batched reports.
+        now = time.monotonic()
+        return FleetCounts(ctl.throttles, ctl.admitted_lately(now), ctl.started_lately(now), ctl.growing)
 
     def _fleet_changed(self) -> None:
         """The fleet's verdict changed (paced or not, a lease, a fault): start waiters again."""
         ctl = self._ctl
-        if self.fleet is not None and self.fleet.paced:
+        fleet = self.fleet
+        assert fleet is not None
+        if fleet.processes != self._fleet_share:
+            # n processes on one limit: together they slow-start as one would.
+            if ctl.growing:
+                ctl.cap = max(1, math.ceil(ctl.cap * self._fleet_share / fleet.processes))
+            self._fleet_share = fleet.processes
+            ctl.share = 1.0 / fleet.processes
+        if fleet.paced or fleet.joining:
             ctl.free = False
         else:
             ctl.free = ctl.pace is None and not ctl.paused

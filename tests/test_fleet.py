@@ -98,7 +98,7 @@ async def test_a_killed_process_leaves_nothing_held(redis_server: RedisServer, l
     await proc.wait()
     keys = redis_server.dump()
     assert keys, "the fleet wrote its state"
-    longest = max(_fleet_scripts.RATE_TTL, _fleet_scripts.GCRA_TTL, _fleet_scripts.COUNTS_TTL)
+    longest = max(_fleet_scripts.RATE_TTL, _fleet_scripts.GCRA_TTL, _fleet_scripts.PROCS_TTL)
     for key, ttl, _ in keys:
         assert 0 < ttl <= longest, (key, ttl)  # every key expires: nothing stays held
     # A newcomer starts at once: the dead process's leased start times are not in its way.
