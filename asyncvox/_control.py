@@ -11,7 +11,9 @@ How it decides:
 * **Slow start.** The in-flight cap begins at ``initial_window`` and grows by one per
   success (doubling every round trip) up to the user's ``concurrency`` while nothing
   pushes back. Until the server throttles, starts are not paced at all, and a success
-  costs a few attribute updates.
+  costs a few attribute updates. With a told rate there is no slow start: the pace
+  already spreads the starts (the cap fills at the pace, never as a burst), and a window
+  growing per round trip would only hold the told rate back for the first round trips.
 * **A rate, measured** (:mod:`asyncvox._pacing`): the first throttle switches pacing on;
   the rate the server grants is measured from the starts it admitted while refusing
   some, starts are paced a little below it, and the pace probes upward (concave, then
@@ -148,7 +150,7 @@ class Controller:
         #: The user's concurrency: the cap never exceeds it.
         self.ceiling = concurrency
         #: The in-flight cap in force.
-        self.cap = min(initial_window, concurrency)
+        self.cap = concurrency if rate_limit is not None else min(initial_window, concurrency)
         #: Requests started and not yet ended.
         self.in_flight = 0
         #: When the client-wide pause ends (a clock time); 0.0 = no pause.
@@ -164,7 +166,7 @@ class Controller:
         self.free = self._pacer.pace is None
         self._seq = 0
         # Latency batches: the cap's signal while nothing is refused.
-        self._slow_start = True
+        self._slow_start = rate_limit is None
         self._successes = 0
         self._failures = 0
         self._latency_sum = 0.0

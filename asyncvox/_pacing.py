@@ -40,8 +40,12 @@ ONSET_SPAN = 2.0
 #: The span measured over at an onset after an emergency slow-down (the limit may have
 #: fallen: a long span would hold the old limit up for seconds).
 SHORT_SPAN = 0.5
+#: ... at least the time this many starts take at the pace.
+SPAN_STARTS = 16
 #: The shortest span of starts a rate is measured over.
 MIN_SPAN = 0.05
+#: A pause's span with this many admitted starts measured the limit (not a burst of refusals).
+EVIDENCE = 8
 #: Onsets closer than this to the last measurement are emergencies' business.
 MEASURE_GAP = 0.25
 #: Seconds the probe takes to climb back from the paced rate to the estimate ...
@@ -78,6 +82,18 @@ class Lately(NamedTuple):
     delivered: float
     #: their mean latency, seconds
     latency: float
+
+
+class Counted(NamedTuple):
+    """The starts over a span: how many the server admitted, in how long."""
+
+    admitted: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Admitted starts per second (at least one over the span: never zero)."""
+        return max(1, self.admitted) / self.seconds
 
 
 class Pacer:
@@ -208,8 +224,12 @@ class Pacer:
         assert self.pace is not None
         if self._onset and started - self._measured >= MEASURE_GAP:
             emergency, self._emergency = self._emergency, False
-            estimate = self._admitted(started, seq, span=SHORT_SPAN if emergency else ONSET_SPAN)
-            if estimate is not None:
+            # At least enough starts to count (a short span at a low pace holds too few,
+            # and an emergency at a low rate would never be measured, only cut again).
+            span = max(SHORT_SPAN if emergency else ONSET_SPAN, SPAN_STARTS / self.pace)
+            counted = self._admitted(started, seq, span=span)
+            if counted is not None:
+                estimate = counted.rate
                 if started - self._first_refused < ONSET_SPAN:
                     # A span shorter than a window may have caught a window's limiter
                     # between two of its lumps (or a pause in it): at most halve.
@@ -267,15 +287,17 @@ class Pacer:
         if self.rate is None:
             self._first_refusal(now, now, seq, lately)  # whatever comes after is paced
         assert self.rate is not None
-        if self._chain_floor is None and not self._onsets:
+        counted = self._admitted(until, seq, clip=False)
+        evidence = counted is not None and counted.admitted >= EVIDENCE
+        if self._chain_floor is None and not self._onsets and not evidence:
             # Refused from the first, no onset ever measured the limit: a chain of pauses
             # halves the estimate at most once, in all. A span of nothing but refusals (a
             # burst of 429s from a server that then recovers) says little about the limit
-            # after it, and halving per pause would compound to a crawl.
+            # after it, and halving per pause would compound to a crawl. (A span that
+            # holds admitted starts, as a window's limiter exhausted by slow start, does.)
             self._chain_floor = 0.5 * self.rate
-        estimate = self._admitted(until, seq, clip=False)
-        if estimate is not None and estimate < self.rate:
-            self.rate = self._bounded(max(estimate, self._chain_floor or 0.0))
+        if counted is not None and counted.rate < self.rate:
+            self.rate = self._bounded(max(counted.rate, self._chain_floor or 0.0))
             self.measured = True
             self._cut(now, seq, (1 - MARGIN) * self.rate)
 
@@ -286,10 +308,10 @@ class Pacer:
         the span holds what it grants over such a span (and not the pause's overshoot).
         """
         last = self._last_refused if self._last_refused < seq else seq
-        estimate = self._admitted(self.starts[last & _MASK], last, clip=False)
+        counted = self._admitted(self.starts[last & _MASK], last, clip=False)
         floor, self._chain_floor = self._chain_floor, None
-        if estimate is not None and self.rate is not None:
-            self.rate = self._bounded(max(estimate, floor or 0.0))
+        if counted is not None and self.rate is not None:
+            self.rate = self._bounded(max(counted.rate, floor or 0.0))
             self._measured = started
             self.measured = True
             self._cut(started, seq, (1 - MARGIN) * self.rate)
@@ -312,8 +334,8 @@ class Pacer:
                 high = mid
         return low
 
-    def _admitted(self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN) -> float | None:
-        """Starts admitted per second over ``span`` seconds of starts up to ``seq`` (at ``end``).
+    def _admitted(self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN) -> Counted | None:
+        """The starts admitted over ``span`` seconds of starts up to ``seq`` (at ``end``).
 
         With ``clip``, the span begins no earlier than the first refusal. ``None`` if it
         is too short to say.
@@ -332,7 +354,7 @@ class Pacer:
             if s < low:
                 break
             refused += 1
-        return max(1, (seq - low + 1) - refused) / (end - since)
+        return Counted(seq - low + 1 - refused, end - since)
 
     def _bounded(self, estimate: float) -> float:
         return estimate if self.told is None else min(estimate, self.told)
