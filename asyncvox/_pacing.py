@@ -102,6 +102,7 @@ class Pacer:
     __slots__ = (
         "_c_above",
         "_c_below",
+        "_chain_end",
         "_chain_floor",
         "_cut_seq",
         "_cut_start",
@@ -146,6 +147,7 @@ class Pacer:
         self._measured = 0.0  # when the rate was last measured
         self._emergency = False  # the last cut was an emergency
         self._chain_floor: float | None = None  # the lowest estimate the pause chain allows
+        self._chain_end = 0.0  # the first admitted start after the last pause chain
         self._steady = 0  # measurements in a row that found the estimate where it was
         self._cut_seq = 0
         self._cut_start = 0.0
@@ -243,6 +245,8 @@ class Pacer:
                 # Measured again where it was: the limit is steady, probe it less often.
                 steady = abs(estimate - self.rate) <= STEADY * self.rate
                 self._steady = min(self._steady + 1, 3) if steady else 0
+                if steady:
+                    estimate = 0.5 * (estimate + self.rate)
                 self.rate = self._bounded(estimate)
                 self._measured = started
                 self.measured = True
@@ -306,15 +310,24 @@ class Pacer:
 
         Measured up to the last refused start: the limiter was still exhausted there, so
         the span holds what it grants over such a span (and not the pause's overshoot).
+        From the end of the chain before, if any: a window's limiter that ended one there
+        grants its limit from that edge to this one (a span reaching further back holds
+        the client's first, partial window, whose limit it took in less than a window).
         """
         last = self._last_refused if self._last_refused < seq else seq
-        counted = self._admitted(self.starts[last & _MASK], last, clip=False)
+        end = self.starts[last & _MASK]
+        counted = self._admitted(end, last, clip=False, after=self._chain_end)
+        if counted is None:
+            counted = self._admitted(end, last, clip=False)
+        first, self._chain_end = not self._chain_end, started
         floor, self._chain_floor = self._chain_floor, None
         if counted is not None and self.rate is not None:
             self.rate = self._bounded(max(counted.rate, floor or 0.0))
             self._measured = started
             self.measured = True
-            self._cut(started, seq, (1 - MARGIN) * self.rate)
+            # The first chain's span may hold a partial window: an estimate that may be
+            # low is probed past quickly (as slow start's first guess is).
+            self._cut(started, seq, (1 - MARGIN) * self.rate, back=FIRST_BACK if first else None)
 
     def forget(self) -> None:
         """Pace no more (slow start's first refusal turned out to be about concurrency)."""
@@ -334,14 +347,16 @@ class Pacer:
                 high = mid
         return low
 
-    def _admitted(self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN) -> Counted | None:
+    def _admitted(
+        self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN, after: float = 0.0
+    ) -> Counted | None:
         """The starts admitted over ``span`` seconds of starts up to ``seq`` (at ``end``).
 
-        With ``clip``, the span begins no earlier than the first refusal. ``None`` if it
-        is too short to say.
+        With ``clip``, the span begins no earlier than the first refusal; never before the
+        start at ``after``. ``None`` if it is too short to say.
         """
         starts = self.starts
-        since = max(end - span, starts[max(1, seq - _MASK) & _MASK])
+        since = max(end - span, starts[max(1, seq - _MASK) & _MASK], after - 1e-9)
         if clip:
             since = max(since, self._first_refused)
         if since >= starts[seq & _MASK] or end - since < MIN_SPAN:
@@ -363,7 +378,7 @@ class Pacer:
         """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
-        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
+        k0 = FIRST_BACK if back == FIRST_BACK else min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
         self._c_above = MARGIN / k0**3
         self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)
