@@ -46,6 +46,8 @@ __all__ = ["ControlState", "Controller"]
 PAUSE_RUN = 4
 #: ... spanning at least this long (seconds; and at least two intervals of the pace).
 PAUSE_SPAN = 0.05
+#: ... or this long once starts are paced (spaced out: not one moment's burst of refusals).
+PACED_PAUSE_SPAN = 0.02
 #: Each pause lasts this share of the time everything has been refused so far.
 PAUSE_GROWTH = 0.5
 #: The longest pause after an all-refused run whose answers carried no ``Retry-After``.
@@ -329,7 +331,7 @@ class Controller:
             return False  # answered out of order: already counted around it
         self._run_seq = seq
         pace = self._pacer.pace
-        span = PAUSE_SPAN if pace is None else max(PAUSE_SPAN, 2.0 / pace)
+        span = PAUSE_SPAN if pace is None else max(PACED_PAUSE_SPAN, 2.0 / pace)
         return self._run_len >= PAUSE_RUN and started - self._run_t0 >= span
 
     def _pause(self, now: float, retry_after: float | None, status: int) -> None:

@@ -46,6 +46,8 @@ SPAN_STARTS = 16
 MIN_SPAN = 0.05
 #: A pause's span with this many admitted starts measured the limit (not a burst of refusals).
 EVIDENCE = 8
+#: A chain of pauses measures the limit from this many pauses on.
+CHAIN_PAUSES = 2
 #: Onsets closer than this to the last measurement are emergencies' business.
 MEASURE_GAP = 0.25
 #: Seconds the probe takes to climb back from the paced rate to the estimate ...
@@ -104,6 +106,7 @@ class Pacer:
         "_c_below",
         "_chain_end",
         "_chain_floor",
+        "_chain_pauses",
         "_cut_seq",
         "_cut_start",
         "_emergency",
@@ -148,6 +151,7 @@ class Pacer:
         self._emergency = False  # the last cut was an emergency
         self._chain_floor: float | None = None  # the lowest estimate the pause chain allows
         self._chain_end = 0.0  # the first admitted start after the last pause chain
+        self._chain_pauses = 0  # pauses in the chain going on
         self._steady = 0  # measurements in a row that found the estimate where it was
         self._cut_seq = 0
         self._cut_start = 0.0
@@ -198,7 +202,8 @@ class Pacer:
                 # Twice the estimate and still nothing refused: it was wrong. Start over
                 # from there (the next refusal measures again).
                 self.rate = self._bounded(PROBE_MAX * self.rate)
-                self._cut(now, self._seq, self.rate)
+                self._steady = 0
+                self._cut(now, self._seq, self.rate, back=FIRST_BACK)
                 factor = 1.0 - MARGIN
         pace = self.rate * factor
         return pace if self.told is None else min(pace, self.told * (1 - TOLD_MARGIN))
@@ -245,7 +250,10 @@ class Pacer:
                 # Measured again where it was: the limit is steady, probe it less often.
                 steady = abs(estimate - self.rate) <= STEADY * self.rate
                 self._steady = min(self._steady + 1, 3) if steady else 0
-                if steady:
+                if steady and estimate > self.rate:
+                    # A little above where it was: partly a bucket's burst refilled while
+                    # paced below (granted once, not per second). Halfway, so one
+                    # crossing costs one refusal and not a second one soon after.
                     estimate = 0.5 * (estimate + self.rate)
                 self.rate = self._bounded(estimate)
                 self._measured = started
@@ -291,6 +299,9 @@ class Pacer:
         if self.rate is None:
             self._first_refusal(now, now, seq, lately)  # whatever comes after is paced
         assert self.rate is not None
+        self._chain_pauses += 1
+        if self._chain_pauses < CHAIN_PAUSES:
+            return  # one pause may be a moment's refusals (a cap full, a burst): no measure
         counted = self._admitted(until, seq, clip=False)
         evidence = counted is not None and counted.admitted >= EVIDENCE
         if self._chain_floor is None and not self._onsets and not evidence:
@@ -321,7 +332,8 @@ class Pacer:
             counted = self._admitted(end, last, clip=False)
         first, self._chain_end = not self._chain_end, started
         floor, self._chain_floor = self._chain_floor, None
-        if counted is not None and self.rate is not None:
+        pauses, self._chain_pauses = self._chain_pauses, 0
+        if counted is not None and self.rate is not None and pauses >= CHAIN_PAUSES:
             self.rate = self._bounded(max(counted.rate, floor or 0.0))
             self._measured = started
             self.measured = True
