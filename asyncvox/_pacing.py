@@ -288,7 +288,7 @@ class Pacer:
         sent = (newest - self._first_after(now - span, newest) + 1) / span
         self.rate = self._bounded(max(1.0, sent, lately.delivered))
         self.measured = False
-        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK)
+        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK if self.told is None else None)
 
     def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
         """Everything is refused, starts stop until ``until``: resume at what was granted.
