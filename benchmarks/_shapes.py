@@ -254,7 +254,8 @@ def ideal(shape: Shape, p: Params) -> float:
 
     * rate limiters: N / R (a large burst lets a client beat it by burst / R);
     * the concurrency cap: N x mean latency / cap;
-    * the quota cut to a quarter half-way (at N / 2R): N / 2R + (N / 2) / (R / 4);
+    * the quota cut to a quarter half-way (at N / 2R): N / 2R + (N / 2) / (R / 4) (less
+      done before the cut if the concurrency cannot reach R: concurrency / latency < R);
     * the generous server (10 R): N / 10R, or the concurrency bound N x latency / concurrency;
     * the queue (no limiter): N x mean service / workers, what a fixed-concurrency client gets.
 
@@ -268,7 +269,11 @@ def ideal(shape: Shape, p: Params) -> float:
         assert shape.workers
         return p.n * _mean(shape.latency) / shape.workers
     if shape.ideal == "drop":
-        bound = p.n / (2 * p.rate) + (p.n / 2) / (p.rate / 4)
+        # Until the cut (at N / 2R) at R, or at what the concurrency allows if that is less.
+        most = p.concurrency / _mean(shape.latency)
+        cut = p.n / (2 * p.rate)
+        done = min(p.rate, most) * cut
+        bound = cut + (p.n - done) / min(p.rate / 4, most)
     elif shape.ideal == "generous":
         bound = max(p.n / (10 * p.rate), p.n * _mean(shape.latency) / p.concurrency)
     else:
