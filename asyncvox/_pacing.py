@@ -11,8 +11,10 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
   edge or a bucket's burst is spread over it) and begins no earlier than the first
   refusal (before it the limiter was not pushed: a burst it held would count as rate).
   Refused at a pace crossing slowly upward, the limit is not far below that pace either.
-  When everything was refused (a pause), the span reaches to the pause's end; when the
-  refusals are over, up to the last refused start (the limiter was still exhausted then).
+  When everything was refused (a chain of pauses, from its second pause on), the span
+  reaches to the pause's end; when the refusals are over, up to the last refused start
+  (the limiter was still exhausted then), from the end of the chain before (a window's
+  edge), with no floor if admitted starts fill it (a window exhausted by slow start).
 * **Pacing.** Starts are spaced at ``pace`` (GCRA), a little below the estimate.
 * **Probing.** After each cut the pace climbs back to the estimate concavely (a cubic,
   as CUBIC does around its last maximum), past it slowly (a refusal or two per crossing
