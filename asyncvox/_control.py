@@ -11,7 +11,9 @@ How it decides:
 * **Slow start.** The in-flight cap begins at ``initial_window`` and grows by one per
   success (doubling every round trip) up to the user's ``concurrency`` while nothing
   pushes back. Until the server throttles, starts are not paced at all, and a success
-  costs a few attribute updates.
+  costs a few attribute updates. With a told rate there is no slow start: the pace
+  already spreads the starts (the cap fills at the pace, never as a burst), and a window
+  growing per round trip would only hold the told rate back for the first round trips.
 * **A rate, measured** (:mod:`asyncvox._pacing`): the first throttle switches pacing on;
   the rate the server grants is measured from the starts it admitted while refusing
   some, starts are paced a little below it, and the pace probes upward (concave, then
@@ -44,6 +46,8 @@ __all__ = ["ControlState", "Controller"]
 PAUSE_RUN = 4
 #: ... spanning at least this long (seconds; and at least two intervals of the pace).
 PAUSE_SPAN = 0.05
+#: ... or this long once starts are paced (spaced out: not one moment's burst of refusals).
+PACED_PAUSE_SPAN = 0.02
 #: Each pause lasts this share of the time everything has been refused so far.
 PAUSE_GROWTH = 0.5
 #: The longest pause after an all-refused run whose answers carried no ``Retry-After``.
@@ -150,7 +154,7 @@ class Controller:
         #: The user's concurrency: the cap never exceeds it.
         self.ceiling = concurrency
         #: The in-flight cap in force.
-        self.cap = min(initial_window, concurrency)
+        self.cap = concurrency if rate_limit is not None else min(initial_window, concurrency)
         #: Requests started and not yet ended.
         self.in_flight = 0
         #: When the client-wide pause ends (a clock time); 0.0 = no pause.
@@ -166,11 +170,7 @@ class Controller:
         self.free = self._pacer.pace is None
         self._seq = 0
         # Latency batches: the cap's signal while nothing is refused.
-        self._slow_start = True
-        #: This process's share of slow start's growth (1/n of n processes on one limit:
-        #: together they grow as one would).
-        self.share = 1.0
-        self._grow = 0.0
+        self._slow_start = rate_limit is None
         self._successes = 0
         self._failures = 0
         self._latency_sum = 0.0
@@ -349,7 +349,7 @@ class Controller:
             return False  # answered out of order: already counted around it
         self._run_seq = seq
         pace = self._pacer.pace
-        span = PAUSE_SPAN if pace is None else max(PAUSE_SPAN, 2.0 / pace)
+        span = PAUSE_SPAN if pace is None else max(PACED_PAUSE_SPAN, 2.0 / pace)
         return self._run_len >= PAUSE_RUN and started - self._run_t0 >= span
 
     def _pause(self, now: float, retry_after: float | None, status: int) -> None:

@@ -11,8 +11,10 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
   edge or a bucket's burst is spread over it) and begins no earlier than the first
   refusal (before it the limiter was not pushed: a burst it held would count as rate).
   Refused at a pace crossing slowly upward, the limit is not far below that pace either.
-  When everything was refused (a pause), the span reaches to the pause's end; when the
-  refusals are over, up to the last refused start (the limiter was still exhausted then).
+  When everything was refused (a chain of pauses, from its second pause on), the span
+  reaches to the pause's end; when the refusals are over, up to the last refused start
+  (the limiter was still exhausted then), from the end of the chain before (a window's
+  edge), with no floor if admitted starts fill it (a window exhausted by slow start).
 * **Pacing.** Starts are spaced at ``pace`` (GCRA), a little below the estimate.
 * **Probing.** After each cut the pace climbs back to the estimate concavely (a cubic,
   as CUBIC does around its last maximum), past it slowly (a refusal or two per crossing
@@ -40,8 +42,14 @@ ONSET_SPAN = 2.0
 #: The span measured over at an onset after an emergency slow-down (the limit may have
 #: fallen: a long span would hold the old limit up for seconds).
 SHORT_SPAN = 0.5
+#: ... at least the time this many starts take at the pace.
+SPAN_STARTS = 16
 #: The shortest span of starts a rate is measured over.
 MIN_SPAN = 0.05
+#: A pause's span with this many admitted starts measured the limit (not a burst of refusals).
+EVIDENCE = 8
+#: A chain of pauses measures the limit from this many pauses on.
+CHAIN_PAUSES = 2
 #: Onsets closer than this to the last measurement are emergencies' business.
 MEASURE_GAP = 0.25
 #: Seconds the probe takes to climb back from the paced rate to the estimate ...
@@ -80,13 +88,27 @@ class Lately(NamedTuple):
     latency: float
 
 
+class Counted(NamedTuple):
+    """The starts over a span: how many the server admitted, in how long."""
+
+    admitted: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Admitted starts per second (at least one over the span: never zero)."""
+        return max(1, self.admitted) / self.seconds
+
+
 class Pacer:
     """The learned rate, the pace of starts and the probe; fed by the controller."""
 
     __slots__ = (
         "_c_above",
         "_c_below",
+        "_chain_end",
         "_chain_floor",
+        "_chain_pauses",
         "_cut_seq",
         "_cut_start",
         "_emergency",
@@ -130,6 +152,8 @@ class Pacer:
         self._measured = 0.0  # when the rate was last measured
         self._emergency = False  # the last cut was an emergency
         self._chain_floor: float | None = None  # the lowest estimate the pause chain allows
+        self._chain_end = 0.0  # the first admitted start after the last pause chain
+        self._chain_pauses = 0  # pauses in the chain going on
         self._steady = 0  # measurements in a row that found the estimate where it was
         self._cut_seq = 0
         self._cut_start = 0.0
@@ -180,7 +204,8 @@ class Pacer:
                 # Twice the estimate and still nothing refused: it was wrong. Start over
                 # from there (the next refusal measures again).
                 self.rate = self._bounded(PROBE_MAX * self.rate)
-                self._cut(now, self._seq, self.rate)
+                self._steady = 0
+                self._cut(now, self._seq, self.rate, back=FIRST_BACK)
                 factor = 1.0 - MARGIN
         pace = self.rate * factor
         return pace if self.told is None else min(pace, self.told * (1 - TOLD_MARGIN))
@@ -208,8 +233,12 @@ class Pacer:
         assert self.pace is not None
         if self._onset and started - self._measured >= MEASURE_GAP:
             emergency, self._emergency = self._emergency, False
-            estimate = self._admitted(started, seq, span=SHORT_SPAN if emergency else ONSET_SPAN)
-            if estimate is not None:
+            # At least enough starts to count (a short span at a low pace holds too few,
+            # and an emergency at a low rate would never be measured, only cut again).
+            span = max(SHORT_SPAN if emergency else ONSET_SPAN, SPAN_STARTS / self.pace)
+            counted = self._admitted(started, seq, span=span)
+            if counted is not None:
+                estimate = counted.rate
                 if started - self._first_refused < ONSET_SPAN:
                     # A span shorter than a window may have caught a window's limiter
                     # between two of its lumps (or a pause in it): at most halve.
@@ -223,6 +252,11 @@ class Pacer:
                 # Measured again where it was: the limit is steady, probe it less often.
                 steady = abs(estimate - self.rate) <= STEADY * self.rate
                 self._steady = min(self._steady + 1, 3) if steady else 0
+                if steady and estimate > self.rate:
+                    # A little above where it was: partly a bucket's burst refilled while
+                    # paced below (granted once, not per second). Halfway, so one
+                    # crossing costs one refusal and not a second one soon after.
+                    estimate = 0.5 * (estimate + self.rate)
                 self.rate = self._bounded(estimate)
                 self._measured = started
                 self.measured = True
@@ -256,7 +290,7 @@ class Pacer:
         sent = (newest - self._first_after(now - span, newest) + 1) / span
         self.rate = self._bounded(max(1.0, sent, lately.delivered))
         self.measured = False
-        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK)
+        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK if self.told is None else None)
 
     def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
         """Everything is refused, starts stop until ``until``: resume at what was granted.
@@ -267,15 +301,20 @@ class Pacer:
         if self.rate is None:
             self._first_refusal(now, now, seq, lately)  # whatever comes after is paced
         assert self.rate is not None
-        if self._chain_floor is None and not self._onsets:
+        self._chain_pauses += 1
+        if self._chain_pauses < CHAIN_PAUSES:
+            return  # one pause may be a moment's refusals (a cap full, a burst): no measure
+        counted = self._admitted(until, seq, clip=False)
+        evidence = counted is not None and counted.admitted >= EVIDENCE
+        if self._chain_floor is None and not self._onsets and not evidence:
             # Refused from the first, no onset ever measured the limit: a chain of pauses
             # halves the estimate at most once, in all. A span of nothing but refusals (a
             # burst of 429s from a server that then recovers) says little about the limit
-            # after it, and halving per pause would compound to a crawl.
+            # after it, and halving per pause would compound to a crawl. (A span that
+            # holds admitted starts, as a window's limiter exhausted by slow start, does.)
             self._chain_floor = 0.5 * self.rate
-        estimate = self._admitted(until, seq, clip=False)
-        if estimate is not None and estimate < self.rate:
-            self.rate = self._bounded(max(estimate, self._chain_floor or 0.0))
+        if counted is not None and counted.rate < self.rate:
+            self.rate = self._bounded(max(counted.rate, self._chain_floor or 0.0))
             self.measured = True
             self._cut(now, seq, (1 - MARGIN) * self.rate)
 
@@ -284,15 +323,25 @@ class Pacer:
 
         Measured up to the last refused start: the limiter was still exhausted there, so
         the span holds what it grants over such a span (and not the pause's overshoot).
+        From the end of the chain before, if any: a window's limiter that ended one there
+        grants its limit from that edge to this one (a span reaching further back holds
+        the client's first, partial window, whose limit it took in less than a window).
         """
         last = self._last_refused if self._last_refused < seq else seq
-        estimate = self._admitted(self.starts[last & _MASK], last, clip=False)
+        end = self.starts[last & _MASK]
+        counted = self._admitted(end, last, clip=False, after=self._chain_end)
+        if counted is None:
+            counted = self._admitted(end, last, clip=False)
+        first, self._chain_end = not self._chain_end, started
         floor, self._chain_floor = self._chain_floor, None
-        if estimate is not None and self.rate is not None:
-            self.rate = self._bounded(max(estimate, floor or 0.0))
+        pauses, self._chain_pauses = self._chain_pauses, 0
+        if counted is not None and self.rate is not None and pauses >= CHAIN_PAUSES:
+            self.rate = self._bounded(max(counted.rate, floor or 0.0))
             self._measured = started
             self.measured = True
-            self._cut(started, seq, (1 - MARGIN) * self.rate)
+            # The first chain's span may hold a partial window: an estimate that may be
+            # low is probed past quickly (as slow start's first guess is).
+            self._cut(started, seq, (1 - MARGIN) * self.rate, back=FIRST_BACK if first else None)
 
     def forget(self) -> None:
         """Pace no more (slow start's first refusal turned out to be about concurrency)."""
@@ -312,14 +361,16 @@ class Pacer:
                 high = mid
         return low
 
-    def _admitted(self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN) -> float | None:
-        """Starts admitted per second over ``span`` seconds of starts up to ``seq`` (at ``end``).
+    def _admitted(
+        self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN, after: float = 0.0
+    ) -> Counted | None:
+        """The starts admitted over ``span`` seconds of starts up to ``seq`` (at ``end``).
 
-        With ``clip``, the span begins no earlier than the first refusal. ``None`` if it
-        is too short to say.
+        With ``clip``, the span begins no earlier than the first refusal; never before the
+        start at ``after``. ``None`` if it is too short to say.
         """
         starts = self.starts
-        since = max(end - span, starts[max(1, seq - _MASK) & _MASK])
+        since = max(end - span, starts[max(1, seq - _MASK) & _MASK], after - 1e-9)
         if clip:
             since = max(since, self._first_refused)
         if since >= starts[seq & _MASK] or end - since < MIN_SPAN:
@@ -332,7 +383,7 @@ class Pacer:
             if s < low:
                 break
             refused += 1
-        return max(1, (seq - low + 1) - refused) / (end - since)
+        return Counted(seq - low + 1 - refused, end - since)
 
     def admitted_lately(self, now: float, seq: int, span: float) -> float:
         """Starts admitted per second over the last ``span`` seconds (up to start ``seq``),
@@ -372,7 +423,7 @@ class Pacer:
         """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
-        k0 = min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
+        k0 = FIRST_BACK if back == FIRST_BACK else min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
         self._c_above = MARGIN / k0**3
         self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)

@@ -254,20 +254,31 @@ def ideal(shape: Shape, p: Params) -> float:
 
     * rate limiters: N / R (a large burst lets a client beat it by burst / R);
     * the concurrency cap: N x mean latency / cap;
-    * the quota cut to a quarter half-way (at N / 2R): N / 2R + (N / 2) / (R / 4);
+    * the quota cut to a quarter half-way (at N / 2R): N / 2R + (N / 2) / (R / 4) (less
+      done before the cut if the concurrency cannot reach R: concurrency / latency < R);
     * the generous server (10 R): N / 10R, or the concurrency bound N x latency / concurrency;
     * the queue (no limiter): N x mean service / workers, what a fixed-concurrency client gets.
+
+    A rate bound counts starts: the last start of a perfect client goes at the bound, its
+    answer one latency later, so the rate ideals add the shape's shortest latency (50 ms on
+    a 20 s run is nothing; 20 ms on the generous server's 2 s is 1%).
     """
     if shape.ideal == "concurrency":
         return p.n * _mean(shape.latency) / min(CONCURRENCY_CAP, p.concurrency)
-    if shape.ideal == "drop":
-        return p.n / (2 * p.rate) + (p.n / 2) / (p.rate / 4)
-    if shape.ideal == "generous":
-        return max(p.n / (10 * p.rate), p.n * _mean(shape.latency) / p.concurrency)
     if shape.ideal == "queue":
         assert shape.workers
         return p.n * _mean(shape.latency) / shape.workers
-    return max(p.n / p.rate, p.n * _mean(shape.latency) / p.concurrency)
+    if shape.ideal == "drop":
+        # Until the cut (at N / 2R) at R, or at what the concurrency allows if that is less.
+        most = p.concurrency / _mean(shape.latency)
+        cut = p.n / (2 * p.rate)
+        done = min(p.rate, most) * cut
+        bound = cut + (p.n - done) / min(p.rate / 4, most)
+    elif shape.ideal == "generous":
+        bound = max(p.n / (10 * p.rate), p.n * _mean(shape.latency) / p.concurrency)
+    else:
+        bound = max(p.n / p.rate, p.n * _mean(shape.latency) / p.concurrency)
+    return bound + shape.latency[0]
 
 
 #: The in-flight cap of the concurrency-capped shape.

@@ -4,7 +4,9 @@ Not a benchmark itself. A virtual clock, a heap of events, one seeded RNG per ru
 few thousand requests take milliseconds of CPU and every run is reproducible. What runs:
 
 * the server: a :mod:`_shapes` limiter deciding on each arrival, its :class:`Backend`
-  giving the latency of admitted requests; refusals answer in 1-3 ms;
+  giving the latency of admitted requests; refusals answer in 1-3 ms; its clock is
+  offset from the client's by a random fraction of a second (a window's edges fall
+  anywhere in the client's first second, as on a real server);
 * a client: ``workers`` workers (asyncvox's bulk has one per ``concurrency``), each
   fetching ids one after the other, every attempt going through a *gate* (the control
   logic: :class:`asyncvox._control.Controller`, or an emulation of another client's);
@@ -73,17 +75,20 @@ class SimServer:
         self.backend: Backend = shape.backend()
         self.rng = rng
         self.arrivals = 0
+        # The server's clock: a real server's windows are aligned to its own clock, so a
+        # client's first request falls anywhere in one.
+        self.epoch = rng.uniform(0.0, 1.0)
 
     def request(self, now: float) -> Answer:
         self.arrivals += 1
-        verdict = self.limiter.admit(now)
+        verdict = self.limiter.admit(now + self.epoch)
         if not verdict.admitted:
             header = self.shape.retry_after_header(verdict.wait)
             return Answer(
                 self.shape.status, None if header is None else float(header), self.rng.uniform(0.001, 0.003)
             )
         latency = self.backend.serve(now, self.rng)
-        self.sim.at(now + latency, self.limiter.done, now + latency)
+        self.sim.at(now + latency, self.limiter.done, now + latency + self.epoch)
         return Answer(200, None, latency)
 
 

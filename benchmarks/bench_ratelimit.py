@@ -232,12 +232,13 @@ def _cell(r: dict[str, Any] | None) -> str:
 
 
 def _ideal_note(shape: Shape) -> str:
+    lat = " + latency" if shape.latency[0] else ""
     return {
         "concurrency": "N x latency / cap",
-        "drop": "N/2R + (N/2) / (R/4)",
-        "generous": "N / 10R",
+        "drop": f"N/2R + (N/2) / (R/4){lat}",
+        "generous": f"N / 10R{lat}",
         "queue": "N x service / workers",
-    }.get(shape.ideal, "N / R")
+    }.get(shape.ideal, f"N / R{lat}")
 
 
 def main() -> None:

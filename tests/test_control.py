@@ -44,7 +44,7 @@ R = P.rate
 class Recorder(Controller):
     """A controller that writes down what it decided, for the tests to look at."""
 
-    __slots__ = ("log", "pauses", "reasons", "starts")
+    __slots__ = ("log", "pauses", "reasons", "refusals", "starts")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,6 +52,7 @@ class Recorder(Controller):
         self.reasons: list[str | None] = []
         self.pauses: list[tuple[float, float]] = []  # (from, until)
         self.log: list[tuple[float, int, float | None]] = []  # (time, cap, rate) per answer
+        self.refusals: list[tuple[float, float]] = []  # (answered, started) per refusal
 
     def on_start(self, now: float) -> int:
         ticket = super().on_start(now)
@@ -68,6 +69,7 @@ class Recorder(Controller):
         before = self.paused_until
         super().on_throttle(now, latency, ticket, retry_after, status)
         self.reasons.append(self.last_throttle_reason)
+        self.refusals.append((now, now - latency))
         if self.paused_until > before:
             self.pauses.append((now, self.paused_until))
         self.log.append((now, self.cap, self.rate))
@@ -349,3 +351,66 @@ def test_simulations_are_deterministic() -> None:
     first, _ = simulate("sliding-counter", seed=3)
     second, _ = simulate("sliding-counter", seed=3)
     assert (first.wall, first.requests, first.throttled) == (second.wall, second.requests, second.throttled)
+
+
+# -- what slow start's overshoot costs, what a told rate learns --------------------------------
+
+
+@pytest.mark.parametrize("name", ["fixed-window", "sliding-log"])
+@pytest.mark.parametrize("seed", range(4))
+def test_slow_starts_overshoot_into_a_window_is_refused_briefly_and_measured(name: str, seed: int) -> None:
+    # Slow start takes the window's R in well under a second, then everything is refused
+    # until the window moves on. Paced, a short run of refusals pauses; the pause chain's
+    # end measures what the window granted (not a floor at half slow start's rate, which
+    # let the next window be overrun as well).
+    result, ctl = simulate(name, seed=seed)
+    early = sum(1 for t, _ in ctl.refusals if t < 3.0)
+    assert early <= 0.3 * R, f"{early} refusals in the first 3 s"
+    rates = [rate for t, _, rate in ctl.log if 1.5 < t < 3.0 and rate is not None]
+    assert rates and max(rates) <= 1.6 * R
+    assert result.lost == 0 and result.wall / shapes.ideal(shapes.shape_named(name), P) <= 1.1
+
+
+@pytest.mark.parametrize("rate", [50.0, 100.0])
+def test_a_told_rate_cut_to_a_quarter_is_learned_within_a_few_refusals(rate: float) -> None:
+    # The told rate does not know the quota was cut: the emergency path learns it. At a
+    # low rate a short span holds few starts; measured over too few, an emergency was
+    # never measured, only cut again, and probes crossed the limit every second.
+    params = shapes.Params(n=3000, rate=rate, concurrency=64)
+    for seed in range(4):
+        result, ctl = simulate("quota-drop", seed=seed, told=rate, params=params)
+        assert result.throttled <= 20, (seed, result.throttled)
+        drop = params.n / (2 * rate)
+        assert sum(1 for t, _ in ctl.refusals if t > drop + 10.0) <= 10
+        assert result.lost == 0 and ctl.rate is not None and ctl.rate <= 1.1 * rate / 4
+
+
+def test_a_told_rate_has_no_slow_start() -> None:
+    # The pace spreads the starts already: the cap is the concurrency from the first start,
+    # and a generous server is fetched at the told rate from the first round trip.
+    assert Controller(64, rate_limit=1000.0).cap == 64
+    told = 10 * R
+    result, _ = simulate("generous", told=told)
+    assert result.throttled == 0 and result.lost == 0
+    assert result.wall / shapes.ideal(shapes.shape_named("generous"), P) <= 1.04
+
+
+def test_a_probe_at_twice_its_estimate_starts_over_climbing_at_once() -> None:
+    # Twice the estimate and nothing refused: the estimate was wrong. The probe starts over
+    # there and climbs past it within a second or two, not after a steady limit's wait.
+    pacer = _pacing.Pacer(None)
+    pacer.rate = R / 4
+    pacer._cut(0.0, 0, pacer.rate * (1 - _pacing.MARGIN))
+    now, seq, restarted = 0.0, 0, None
+    while now < 60.0:
+        seq += 1
+        before = pacer.rate
+        pacer.started(now, seq)
+        assert pacer.pace is not None
+        if restarted is None and pacer.rate != before:
+            restarted = now
+        if restarted is not None and pacer.pace > pacer.rate:
+            break
+        now += 1.0 / pacer.pace
+    assert restarted is not None and pacer.rate == pytest.approx(R / 2)
+    assert now - restarted <= 1.5 * _pacing.FIRST_BACK
