@@ -110,7 +110,6 @@ class Controller:
         "_depths",
         "_depths_n",
         "_failures",
-        "_grow",
         "_latency",
         "_latency_sum",
         "_pacer",
@@ -131,7 +130,6 @@ class Controller:
         "last_throttle_reason",
         "max_pause",
         "paused_until",
-        "share",
         "throttles",
     )
 
@@ -267,10 +265,7 @@ class Controller:
         self._latency_sum += latency
         self._successes += 1
         if self._slow_start and self.cap < self.ceiling:
-            self._grow += self.share
-            if self._grow >= 1.0:
-                self._grow -= 1.0
-                self.cap += 1
+            self.cap += 1
         if self._successes >= self._batch:
             self._end_batch(now)
         if self._depths is not None:

@@ -270,7 +270,8 @@ local pace = pace_of(s, margin, now)
 local interval = math.floor(1000000 / pace)
 local tat = num(redis.call('GET', KEYS[2]), 0, now + max_ahead)
 if tat ~= nil and now - tat > interval then
-  redis.call('HSET', KEYS[1], 'probe_at', string.format('%d', s.probe_at + math.min(now - tat, now - s.probe_at)))
+  local held = math.min(now - tat, now - s.probe_at)
+  redis.call('HSET', KEYS[1], 'probe_at', string.format('%d', s.probe_at + held))
 end
 if tat == nil or tat < now then tat = now end
 if tat < pause_until then tat = pause_until end

@@ -69,7 +69,8 @@ class RedisFleet:
             its own limits (also the connect timeout).
         retry_interval: seconds between attempts to rejoin after a fault.
         sync_interval: seconds between count reports (and reading the fleet's rate).
-        lease_span: seconds of the fleet's pace one lease of start times covers.
+        lease_span: seconds of the fleet's pace the leases of all processes cover together
+            (each takes its share).
         max_lease: most start times taken per round trip.
     """
 
@@ -89,7 +90,7 @@ class RedisFleet:
         socket_timeout: float = 0.25,
         retry_interval: float = 2.0,
         sync_interval: float = 0.25,
-        lease_span: float = 0.1,
+        lease_span: float = 0.25,
         max_lease: int = 8,
     ) -> None:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
@@ -376,7 +377,9 @@ class FleetLink:
     async def _take_lease(self, demand: int) -> None:
         cfg = self.config
         pace = self.pace or MIN_RATE
-        k = max(1, min(cfg.max_lease, demand, int(pace * cfg.lease_span)))
+        # A lease covers this process's share of lease_span: what all processes hold ahead
+        # together stays about lease_span of the pace, whatever their number.
+        k = max(1, min(cfg.max_lease, demand, int(pace * cfg.lease_span / self.processes)))
         sent = time.monotonic()
         reply = await self._call(
             True,
@@ -427,9 +430,17 @@ class FleetLink:
             rate = _clamped(news.a)
             if rate is None:
                 return
-            self.rate, self.pace, self.paced = rate, _clamped(news.b), True
-            # Leased at the old pace: too dense for the new one.
-            self._slots.clear()
+            pace = _clamped(news.b)
+            old, slots = self.pace, self._slots
+            if old is not None and pace is not None and pace < old and slots:
+                # The start times leased at the old pace span some time ahead; at the new
+                # pace only this share of them fit in it. Dropping them all would throw
+                # away what the fleet's GCRA has moved past (measured: a quarter of the
+                # limit on 8 processes); keeping them all, a burst into a fresh refusal.
+                keep = math.ceil(len(slots) * pace / old)
+                while len(slots) > keep:
+                    slots.pop()
+            self.rate, self.pace, self.paced = rate, pace, True
         self._on_change()
 
     def _fail(self, exc: BaseException) -> None:
