@@ -116,8 +116,9 @@ async def run_batch(base_url: str | None, prefix: str, count: int, fleet: Any) -
     CLI or an app would. Uses ``iter_calls`` (what ``fetch_calls`` collects) unordered, so
     every outcome is stamped when it arrives, not when the ids before it have.
     """
-    import asyncvox
     from _common import API_KEY
+
+    import asyncvox
 
     kwargs: dict[str, Any] = {} if fleet is None else {"fleet": fleet}
     done_at: list[float] = []

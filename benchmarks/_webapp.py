@@ -76,6 +76,11 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _note(directory: str, what: str, text: str) -> None:
+    # One small local file at startup and one at shutdown: not worth a thread.
+    Path(directory, f"{what}-{os.getpid()}" + (".json" if text else "")).write_text(text)
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     global client
     out = os.environ.get("BENCH_WEBAPP_DIR")
@@ -89,7 +94,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
                 await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                 return
             if out:
-                Path(out, f"ready-{os.getpid()}").touch()
+                _note(out, "ready", "")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if client is not None:
@@ -109,6 +114,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
                         "cpu": usage.ru_utime + usage.ru_stime,
                         "done_at": _done_at,
                     }
-                    Path(out, f"stats-{os.getpid()}.json").write_text(json.dumps(stats))
+                    _note(out, "stats", json.dumps(stats))
             await send({"type": "lifespan.shutdown.complete"})
             return
