@@ -238,6 +238,7 @@ async def run_webapp(p: WebParams, redis: RedisServer | None, kill: bool) -> dic
         restarted: float | None = None
         with Uvicorn(p.workers, env, Path(tmp)) as app:
             loader = await _child("--load", app.url, str(p.load_rate), env=env, stdin=True)
+            bulk_proc: asyncio.subprocess.Process | None = None
             try:
                 await asyncio.sleep(WARM_UP)
                 bulk_proc = await _child("--bulk", str(p.bulk), env=env)
@@ -248,12 +249,16 @@ async def run_webapp(p: WebParams, redis: RedisServer | None, kill: bool) -> dic
                     redis.start()
                     restarted = time.monotonic()
                 bulk = await _last_json(bulk_proc, "bulk job")
-            finally:
                 assert loader.stdin is not None
                 loader.stdin.write(b"stop\n")
-                with contextlib.suppress(ConnectionError):
-                    await loader.stdin.drain()
-            web = await _last_json(loader, "load generator")
+                await loader.stdin.drain()
+                web = await _last_json(loader, "load generator")
+            finally:
+                # On any failure above: no child outlives the run.
+                for child in (loader, bulk_proc):
+                    if child is not None and child.returncode is None:
+                        child.kill()
+                        await child.wait()
         workers = app.stats()
     if len(workers) != p.workers:
         raise RuntimeError(f"only {len(workers)} of {p.workers} uvicorn workers wrote their stats")

@@ -121,8 +121,12 @@ async def fleet_scenario(args: argparse.Namespace, redis: RedisServer) -> list[d
 
 
 async def webapp_scenario(args: argparse.Namespace, redis: RedisServer) -> list[dict[str, Any]]:
+    import importlib.util
+
     from _webrun import WebParams, run_webapp
 
+    if importlib.util.find_spec("uvicorn") is None:
+        sys.exit("the webapp scenario needs uvicorn: pip install -e '.[bench,redis]'")
     rows = []
     for shape_name in args.shapes:
         params = WebParams(shape_name, args.rate, args.bulk, LOAD_SHARE, WEB_WORKERS)
