@@ -102,6 +102,8 @@ class BatchReport(NamedTuple):
     throttles: int
     round_trips: int
     fallbacks: int
+    #: the fleet link's state at the end ("fleet" = in the fleet again), ``None`` without one
+    link: str | None
     cpu: float
     started: float
     finished: float
@@ -142,6 +144,7 @@ async def run_batch(base_url: str | None, prefix: str, count: int, fleet: Any) -
         throttles=throttles,
         round_trips=state.round_trips if state is not None else 0,
         fallbacks=state.fallbacks if state is not None else 0,
+        link=state.state if state is not None else None,
         cpu=usage.ru_utime + usage.ru_stime,
         started=started,
         finished=finished,

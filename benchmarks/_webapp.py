@@ -111,6 +111,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
                         "throttles": governor.throttled,
                         "round_trips": state.round_trips if state is not None else 0,
                         "fallbacks": state.fallbacks if state is not None else 0,
+                        "link": state.state if state is not None else None,
                         "cpu": usage.ru_utime + usage.ru_stime,
                         "done_at": _done_at,
                     }

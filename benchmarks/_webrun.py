@@ -291,6 +291,8 @@ def _summary(
         "cpu_us_per_request": 1e6 * (bulk["cpu"] + sum(w["cpu"] for w in workers)) / requests,
         "fallbacks": bulk["fallbacks"] + sum(w["fallbacks"] for w in workers),
         "recovery": None,
+        "rejoined": sum(x["link"] == "fleet" for x in [bulk, *workers]),
+        "processes": 1 + len(workers),
     }
     if restarted is not None:
         done = bulk["done_at"] + [t for w in workers for t in w["done_at"] if t <= bulk["finished"]]

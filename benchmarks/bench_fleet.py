@@ -93,6 +93,8 @@ async def run_fleet(
         "cpu_us_per_request": 1e6 * sum(r["cpu"] for r in reports) / requests,
         "fallbacks": sum(r["fallbacks"] for r in reports),
         "recovery": rec._asdict() if rec is not None else None,
+        "rejoined": sum(r["link"] == "fleet" for r in reports),
+        "processes": procs,
     }
 
 
@@ -148,7 +150,8 @@ def _recovery_cell(r: dict[str, Any]) -> str:
     rec = r["recovery"]
     if r["mode"] != "redis killed":
         return "—"
-    return f"{rec['ratio']:.2f}x" if rec is not None else "n/a"
+    pace = f"{rec['ratio']:.2f}x" if rec is not None else "n/a"
+    return f"{pace}, {r['rejoined']}/{r['processes']} back in"
 
 
 def fleet_table(rows: list[dict[str, Any]]) -> str:
@@ -206,7 +209,8 @@ RECOVERY_TEXT = (
     f'"After Redis returned" (redis killed only): the fleet\'s successful completions (every '
     f"process, web requests included) from {SETTLE:g} s after Redis's restart to the last one, "
     "as time for that work over its ideal (completions / limit): 1.00x is the whole limit in use, "
-    "the issue's bound is 1.5x; n/a when fewer than 20 completions fell in that window."
+    "the issue's bound is 1.5x; n/a when fewer than 20 completions fell in that window. "
+    '"k/P back in": how many of the P processes were in the fleet again when they finished.'
 )
 
 
