@@ -16,9 +16,12 @@ did, every success's monotonic time included) once it is closed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -76,6 +79,13 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _dump_tasks() -> None:
+    print(f"--- worker {os.getpid()}: {len(asyncio.all_tasks())} tasks ---", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 def _note(directory: str, what: str, text: str) -> None:
     # One small local file at startup and one at shutdown: not worth a thread.
     Path(directory, f"{what}-{os.getpid()}" + (".json" if text else "")).write_text(text)
@@ -93,6 +103,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                 return
+            # A worker that will not stop can be asked what it is waiting for.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
             if out:
                 _note(out, "ready", "")
             await send({"type": "lifespan.startup.complete"})

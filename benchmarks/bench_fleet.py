@@ -181,8 +181,10 @@ def webapp_table(rows: list[dict[str, Any]]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        mode = r["mode"] + (f" ({r['missing_workers']} worker hung at exit: its counts missing)"
+                            if r["missing_workers"] else "")
         table.append(
-            f"| {r['shape']} | {r['mode']} | {r['ratio']:.2f}x | {100 * r['throttled']:.1f}% "
+            f"| {r['shape']} | {mode} | {r['ratio']:.2f}x | {100 * r['throttled']:.1f}% "
             f"({100 * r['bulk_throttled']:.1f}%, {100 * r['web_throttled']:.1f}%) | {r['lost']} "
             f"| {r['web_failed']} / {r['web_sent']} | {_ms(r['web_p50'])} / {_ms(r['web_p99'])} "
             f"({_ms(r['web_p50_before'])}) | {r['rt_per_request']:.3f} | {r['cpu_us_per_request']:.0f} "
