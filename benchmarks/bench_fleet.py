@@ -240,7 +240,8 @@ def _write_report(args: argparse.Namespace, tables: dict[str, str]) -> None:
             f"{args.bulk} ids in a third process. Bulk ideal: {args.bulk} / ({args.rate:g} - {load:g}) = "
             f"{args.bulk / (args.rate - load):.1f} s. Throttled: all refusals over all requests (bulk "
             "job's, web workers'). Web latency is the load generator's, from each request's scheduled "
-            "send time, for requests sent while the bulk job ran (before bulk: during the warm-up).\n\n"
+            "send time, for requests sent while the bulk job ran (before bulk: during the warm-up). "
+            "Client CPU includes the uvicorn workers' HTTP serving.\n\n"
             + tables["webapp"] + "\n"
         )
     out.write_text("\n".join(parts))
