@@ -24,6 +24,9 @@ __all__ = ["FleetNews", "Listener", "parse"]
 
 logger = logging.getLogger("asyncvox")
 
+#: Seconds one read of the channel waits (also how soon a stop is noticed).
+_READ = 0.5
+
 
 class FleetNews(NamedTuple):
     """One message from the channel."""
@@ -66,6 +69,9 @@ class Listener:
         self._connect_timeout = connect_timeout
         self._on_news = on_news
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Set once the channel is subscribed (news published before may be missed).
+        self.subscribed = asyncio.Event()
 
     @property
     def listening(self) -> bool:
@@ -74,16 +80,19 @@ class Listener:
 
     def ensure(self) -> None:
         """Start listening unless already (inside the running loop)."""
-        if not self.listening:
+        if not self.listening and not self._stopping:
             self._task = asyncio.get_running_loop().create_task(self._listen(), name="asyncvox-fleet-news")
 
     async def aclose(self) -> None:
-        """Stop listening and close the connection."""
+        """Stop listening and close the connection (within about a second)."""
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # redis-py's get_message can hold a cancellation until its read times out
+            # (seen: swallow it, and the loop went on for ever): the flag ends the loop
+            # at its next read, and closing never waits on it for longer than that.
+            await asyncio.wait([task], timeout=2 * _READ)
 
     async def _listen(self) -> None:
         import redis.asyncio as aioredis
@@ -95,8 +104,9 @@ class Listener:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self._channel)
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+            self.subscribed.set()
+            while not self._stopping:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_READ)
                 if message is None or message.get("type") != "message":
                     continue
                 news = parse(message.get("data"))
@@ -107,6 +117,7 @@ class Listener:
         except Exception as exc:  # the link's syncs notice and report real faults
             logger.debug("asyncvox fleet: the news channel stopped (%s)", type(exc).__name__)
         finally:
+            self.subscribed.clear()
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
             with contextlib.suppress(Exception):

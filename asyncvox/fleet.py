@@ -52,7 +52,8 @@ logger = logging.getLogger("asyncvox")
 REDIS_URL_ENV: Final = "ASYNCVOX_REDIS_URL"
 #: Pace this far below the fleet's rate (as the local pacer does).
 MARGIN: Final = 0.03
-#: A leased start time this far in the past is dropped, not used (it would be a burst).
+#: A leased start time this far in the past is dropped, not used (it is too late to say
+#: anything about the pace).
 STALE: Final = 0.25
 #: Seconds between syncs while the fleet is unpaced and this process's slow start grows:
 #: its first refusal must reach every process within a round trip or two, or each goes
@@ -283,7 +284,11 @@ class FleetLink:
         if self._pause_until > now:
             return self._pause_until - now
         slots = self._slots
-        while slots and slots[0] < now - STALE:
+        # Start times missed (a pause, a busy loop) are gone: of those past, only the last
+        # may still go, or a process back from a pause would start them all as one burst.
+        while len(slots) > 1 and slots[1] <= now:
+            slots.popleft()
+        if slots and slots[0] < now - STALE:
             slots.popleft()
         if slots:
             return max(0.0, slots[0] - now)

@@ -15,12 +15,12 @@ machine, so stamps taken in different processes can be compared.
 from __future__ import annotations
 
 import resource
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from typing import Any, NamedTuple
+
+from asyncvox import testing
 
 __all__ = ["BatchReport", "RedisServer", "free_port", "percentile", "recovery", "run_batch"]
 
@@ -46,51 +46,18 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-class RedisServer:
-    """``redis-server`` on 127.0.0.1:``port``, no persistence; ``start`` / ``kill`` at will."""
+class RedisServer(testing.RedisServer):
+    """``asyncvox.testing.RedisServer`` (start, kill as a crash, restart on the same port);
+    a benchmark that cannot start it exits with the reason."""
 
     def __init__(self, port: int, workdir: str) -> None:
-        self.port, self.workdir = port, workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(workdir, port)
 
     def start(self) -> None:
-        """Start it and wait until it answers PING (exit with a clear message if it never does)."""
-        exe = shutil.which("redis-server")
-        if exe is None:
-            sys.exit("bench_fleet needs redis-server on PATH (apt-get install -y redis-server)")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        r = redis.Redis(port=self.port, socket_timeout=0.5)
         try:
-            for _ in range(200):
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    if r.ping():
-                        return
-                except redis.ConnectionError:
-                    time.sleep(0.05)
-        finally:
-            r.close()
-        self.kill()
-        sys.exit(f"redis-server did not start on 127.0.0.1:{self.port}")
-
-    def kill(self) -> None:
-        """SIGKILL (what a crash looks like to the clients)."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+            super().start()
+        except RuntimeError as exc:
+            sys.exit(f"bench_fleet: {exc}")
 
 
 class BatchReport(NamedTuple):

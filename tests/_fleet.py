@@ -10,14 +10,13 @@ import asyncio
 import json
 import os
 import pathlib
-import shutil
 import socket
-import subprocess
 import sys
-import time
 from typing import Any
 
 import redis
+
+from asyncvox import testing
 
 WORKER = pathlib.Path(__file__).with_name("_fleet_worker.py")
 
@@ -28,63 +27,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class RedisServer:
-    """A ``redis-server`` this test owns: started, killed and restarted on the same port."""
-
-    def __init__(self, workdir: pathlib.Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise AssertionError(
-                "redis-server is not installed: apt-get install -y redis-server (the fleet tests need it)"
-            )
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        probe = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        for _ in range(200):  # bounded: about 10 s
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                self.kill()
-                raise AssertionError(f"redis-server on port {self.port} exited at start: {err}")
-            try:
-                if probe.ping():
-                    probe.close()
-                    return
-            except redis.ConnectionError:
-                pass
-            time.sleep(0.05)  # polling a process that is starting to listen
-        raise AssertionError(f"redis-server did not answer on port {self.port} within 10 s")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
-            self.proc = None
+class RedisServer(testing.RedisServer):
+    """The shared ``redis-server`` helper, plus a sync client and a dump for inspection."""
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2)

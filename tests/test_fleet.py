@@ -7,6 +7,7 @@ what it grants; the clients are separate processes (``_fleet_worker.py``) on a r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import signal
 from collections.abc import AsyncIterator
@@ -65,27 +66,65 @@ async def test_processes_on_one_redis_share_one_pace_and_lose_nothing(
 
 
 @pytest.mark.real_waits
-async def test_a_throttle_seen_by_one_slows_all(redis_server: RedisServer, limited: DemoServer) -> None:
-    fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=0.05)
+async def test_a_throttle_seen_by_one_reaches_all_at_once(
+    redis_server: RedisServer, limited: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every sync is a minute away (a refusal still reports at once): only news pushed to
+    # the calm client can tell it.
+    monkeypatch.setattr(asyncvox.fleet, "FAST_SYNC", 60.0)
+    hot_fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=60.0)
+    calm_fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=60.0)
     async with (
-        asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as hot,
-        asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as calm,
+        asyncvox.Client(API_KEY, limited.base_url, fleet=hot_fleet) as hot,
+        asyncvox.Client(API_KEY, limited.base_url, fleet=calm_fleet) as calm,
     ):
+        await calm.get_call("calm-0")  # joins (one round trip) and starts listening
+        link = calm.governor.fleet
+        assert link is not None and not link.paced
+        await asyncio.wait_for(link._listener.subscribed.wait(), 10)
+        heard = asyncio.Event()
+        changed = link._on_change
+
+        def on_change() -> None:
+            changed()
+            if link.paced:
+                heard.set()
+
+        link._on_change = on_change
         outcomes = await hot.fetch_calls([f"hot-{i}" for i in range(250)])
         assert all(o.call is not None for o in outcomes)
         assert hot.governor.throttled > 0
-        # The calm client was never refused, yet it joins the fleet's pace ...
-        await calm.get_call("calm-0")
-        link = calm.governor.fleet
-        assert link is not None
-        assert await link._sync_once()  # what its background sync does every sync_interval
-        assert link.paced
+        await asyncio.wait_for(heard.wait(), 10)  # bounded; it comes within milliseconds
+        assert link.paced and link.round_trips == 1, "told by the news, not by a sync of its own"
+        # The calm client was never refused, yet its starts come from the fleet's leases.
         outcomes = await calm.fetch_calls([f"calm-{i}" for i in range(1, 60)])
         state = calm.governor.fleet_state
-        assert state is not None and state.rate is not None and state.rate <= 2 * LIMIT
-        # ... and its starts came from the fleet's leases.
-        assert all(o.call is not None for o in outcomes) and state.leases > 0
-        assert not calm.governor.state.pace, "paced by the fleet, not by a refusal of its own"
+        assert state is not None and state.leases > 0 and state.pace is not None
+        assert all(o.call is not None for o in outcomes)
+
+
+async def test_processes_open_slow_start_with_one_window_between_them(
+    redis_server: RedisServer, limited: DemoServer
+) -> None:
+    # A generous timeout: a join that timed out on a loaded machine would fall back alone.
+    fleet = asyncvox.RedisFleet(redis_server.url, socket_timeout=2.0)
+    async with (
+        asyncvox.Client(API_KEY, limited.base_url, fleet=False) as alone,
+        asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as first,
+    ):
+        await alone.get_call("w-0")
+        await first.get_call("w-0")  # joined when it opened: the only process so far
+        async with asyncvox.Client(API_KEY, limited.base_url, fleet=fleet) as second:
+            await second.get_call("w-0")  # its first start waited for the fleet's answer
+            for client in (first, second):
+                state = client.governor.fleet_state
+                assert state is not None and state.state == "fleet", state
+            link = second.governor.fleet
+            assert link is not None and link.processes == 2
+            # Slow start opens at 4 and grows one per success; the second process of two
+            # opens with half of it.
+            assert alone.governor.limit == 5
+            assert second.governor.limit == 3
 
 
 @pytest.mark.real_waits

@@ -7,6 +7,8 @@
 * analysis: ``DemoServer(analysis_delay=...)`` and ``server.script_analysis(...)`` make
   calls appear only once "analysed" (:class:`AnalysisPlan`, :class:`StatusStep`), on a
   clock a test can drive (:class:`ManualClock`);
+* :class:`RedisServer` -- a real ``redis-server`` on a free loopback port, for fleet
+  tests (start, kill as a crash, restart on the same port);
 * :func:`synth_call` -- deterministic call JSON shaped like the real server's, from an id
   and a seed;
 * :func:`parse_seconds_range`, :func:`parse_seconds` -- the demo server's option parsers
@@ -19,6 +21,7 @@
 from ._analysis import AnalysisPlan, AnalysisSimulator, AnalysisView, ManualClock, StatusStep
 from ._mock import MockTransport
 from ._options import SecondsRange, parse_seconds, parse_seconds_range
+from ._redis import RedisServer
 from ._synth import envelope, synth_call
 from .server import DemoServer, Fault, FaultProfile, RequestRecord, ServerStats
 
@@ -31,6 +34,7 @@ __all__ = [
     "FaultProfile",
     "ManualClock",
     "MockTransport",
+    "RedisServer",
     "RequestRecord",
     "SecondsRange",
     "ServerStats",
