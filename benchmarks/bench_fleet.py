@@ -228,7 +228,8 @@ def _write_report(args: argparse.Namespace, tables: dict[str, str]) -> None:
     if "fleet" in tables:
         parts.append(
             f"## Processes sharing a batch\n\n{args.n} ids split over the processes, concurrency 16 per "
-            "process; time / ideal is the whole run (interpreter start included).\n\n"
+            "process; time / ideal from the first batch's start to the last one's end (the processes' "
+            "interpreter start-up excluded).\n\n"
             + tables["fleet"]
             + "\n"
         )
