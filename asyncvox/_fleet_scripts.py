@@ -233,6 +233,13 @@ if pause_ms > 0 and s ~= nil and now - s.cut_at >= {GUARD_US} then
     rate = cut(estimate, (1 - margin) * estimate, false, 0, 1)
   end
 end
+-- Until an onset confirms it, the estimate is a guess, and no guess stands below what the
+-- fleet is admitted now: a first refusal made while most processes had not reported yet
+-- (a restarted Redis, processes rejoining one by one) would guess their few requests.
+local s3 = load(KEYS[1])
+if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} then
+  rate = cut(got, pace_of(s3, margin, now), false, 0, 0, {FIRST_BACK:g})
+end
 local pace = -1
 if rate ~= nil then
   local s2 = load(KEYS[1])
