@@ -202,6 +202,7 @@ class FleetLink:
         self._reported = 0  # refusals reported
         self._interval = config.sync_interval
         self._joined = False
+        self._closing = False
         # Names this process's report in Redis: random, never derived from the key.
         self._token = secrets.token_hex(8)
         self._pause_ms = 0.0
@@ -244,12 +245,19 @@ class FleetLink:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="asyncvox-fleet")
 
     async def aclose(self) -> None:
-        """Stop the background work and close the connection."""
-        for task in (self._task, self._leasing):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        """Stop the background work and close the connection (within a bounded time)."""
+        self._closing = True
+        tasks = [t for t in (self._task, self._leasing) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # A cancel that lands as a Redis reply times out can come back as the timeout
+            # (seen: a uvicorn worker hung at shutdown); the flag ends the loop anyway, and
+            # closing never waits longer than one call can take.
+            done, _ = await asyncio.wait(tasks, timeout=2 * self.config.socket_timeout + 0.5)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a fault here is no news
         self._task = self._leasing = None
         await self._listener.aclose()
         if self._redis is not None:
@@ -311,7 +319,7 @@ class FleetLink:
     # -- Redis ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             ok = await self._sync_once()
             wait = self._interval if ok else self.config.retry_interval
             self._urgent.clear()
