@@ -43,6 +43,17 @@ import hmac
 from typing import Final
 from urllib.parse import urlsplit
 
+from ._pacing import (
+    FIRST_BACK,
+    PROBE_CUBIC,
+    PROBE_DOUBLING,
+    PROBE_K,
+    PROBE_K_MAX,
+    PROBE_MAX,
+    PROBE_STARTS,
+    STEADY,
+)
+
 __all__ = ["LEASE", "SYNC", "FleetKeys", "fleet_keys"]
 
 #: The fixed salt of the api key's keyed hash (HMAC-SHA256): the key never reaches Redis,
@@ -61,20 +72,7 @@ FRESH_US: Final = 1_000_000
 GUARD_US: Final = 250_000
 #: Onsets closer than this (µs) to the last measurement are an emergency's business.
 MEASURE_GAP_US: Final = 1_000_000
-#: After the fleet's first refusal the pace climbs back from half its first guess in
-#: this many seconds.
-FIRST_BACK: Final = 1.0
-#: The probe (as :mod:`asyncvox._pacing`): the climb back takes PROBE_K s, or the time
-#: PROBE_STARTS starts take at the estimate, at most PROBE_K_MAX; past the estimate the
-#: cubic climbs PROBE_CUBIC margins, then doubles every PROBE_DOUBLING s, up to PROBE_MAX.
-PROBE_K: Final = 2.0
-PROBE_STARTS: Final = 100
-PROBE_K_MAX: Final = 10.0
-PROBE_CUBIC: Final = 4.0
-PROBE_DOUBLING: Final = 2.0
-PROBE_MAX: Final = 2.0
-#: A measurement within this share of the estimate finds the limit steady.
-STEADY: Final = 0.05
+# The probe's shape is the local pacer's (:mod:`asyncvox._pacing`): one set of constants.
 
 # Shared by both scripts: the server's clock in µs, a number read back and clamped, the
 # fleet's pacer state (nil when the fleet is not paced) and its pace at a time.

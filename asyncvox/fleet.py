@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._fleet_events import FleetNews, Listener
 from ._fleet_scripts import LEASE, MAX_PAUSE, MAX_RATE, MIN_RATE, SYNC, FleetKeys
+from ._pacing import MARGIN
 from .errors import ConfigurationError
 
 __all__ = ["REDIS_URL_ENV", "FleetCounts", "FleetLink", "FleetState", "RedisFleet"]
@@ -50,8 +51,6 @@ logger = logging.getLogger("asyncvox")
 #: The environment variable every :class:`~asyncvox.Client` without an explicit ``fleet``
 #: joins.
 REDIS_URL_ENV: Final = "ASYNCVOX_REDIS_URL"
-#: Pace this far below the fleet's rate (as the local pacer does).
-MARGIN: Final = 0.03
 #: A leased start time this far in the past is dropped, not used (it is too late to say
 #: anything about the pace).
 STALE: Final = 0.25
