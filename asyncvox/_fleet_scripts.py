@@ -234,15 +234,15 @@ end
 -- Until an onset confirms it, the estimate is a guess, and no guess stands below what the
 -- fleet is admitted now: a first refusal made while most processes had not reported yet
 -- (a restarted Redis, processes rejoining one by one) would guess their few requests.
+-- (The state is read again: the cuts above may have changed it; read once more only if
+-- this one does.)
 local s3 = load(KEYS[1])
 if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} then
   rate = cut(got, pace_of(s3, margin, now), false, 0, 0, {FIRST_BACK:g})
+  s3 = load(KEYS[1])
 end
 local pace = -1
-if rate ~= nil then
-  local s2 = load(KEYS[1])
-  if s2 ~= nil then pace = math.floor(pace_of(s2, margin, now) * 1000) end
-end
+if rate ~= nil and s3 ~= nil then pace = math.floor(pace_of(s3, margin, now) * 1000) end
 local pause_until = 0
 if pause_ms > 0 then
   local ms = math.min(pause_ms, {int(MAX_PAUSE * 1000)})
