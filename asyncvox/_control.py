@@ -48,6 +48,9 @@ PAUSE_RUN = 4
 PAUSE_SPAN = 0.05
 #: ... or this long once starts are paced (spaced out: not one moment's burst of refusals).
 PACED_PAUSE_SPAN = 0.02
+#: A chain of pauses is over once this many starts in it were admitted, even if each
+#: started before a pause that came after it (the pace let it go with the pause's probe).
+CHAIN_ADMITTED = 8
 #: Each pause lasts this share of the time everything has been refused so far.
 PAUSE_GROWTH = 0.5
 #: The longest pause after an all-refused run whose answers carried no ``Retry-After``.
@@ -106,6 +109,8 @@ class Controller:
         "_batch_t0",
         "_cap_limit",
         "_cap_limit_at",
+        "_chain_admitted",
+        "_chain_seq",
         "_delivered",
         "_depths",
         "_depths_n",
@@ -188,6 +193,8 @@ class Controller:
         self._run_len = 0
         self._pause_seq = 0  # the last start before the last pause
         self._pause_len = 0.0  # the last pause's length, until an admitted start ends the chain
+        self._chain_seq = 0  # the last start before the chain's first pause
+        self._chain_admitted = 0  # starts admitted in the chain, each before a pause after it
 
     # -- readable state ----------------------------------------------------------------
 
@@ -324,9 +331,16 @@ class Controller:
 
     def _admitted(self, started: float, ticket: int) -> None:
         """Keep an admitted start's depth; one after a pause ends the chain of pauses."""
-        if self._pause_len and ticket >> _DEPTH_BITS > self._pause_seq:
-            self._pause_len = 0.0
-            self._pacer.pause_over(started, ticket >> _DEPTH_BITS)
+        seq = ticket >> _DEPTH_BITS
+        if self._pause_len and seq > self._chain_seq:
+            if seq > self._pause_seq:
+                self._pause_len = 0.0
+                self._pacer.pause_over(started, seq)
+            else:
+                self._chain_admitted += 1
+                if self._chain_admitted >= CHAIN_ADMITTED:
+                    self._pause_len = 0.0
+                    self._pacer.pause_over(started, seq, measure=False)
         depths = self._depths
         assert depths is not None
         depths[self._depths_n % DEPTHS] = ticket & _DEPTH_MASK
@@ -356,6 +370,9 @@ class Controller:
         """
         longest = min(DEFAULT_PAUSE if retry_after is None else retry_after, self.max_pause)
         wait = min(longest, max(PAUSE_GROWTH * (now - self._run_t0), PAUSE_SPAN))
+        if not self._pause_len:
+            self._chain_seq = self._seq
+            self._chain_admitted = 0
         self._pause_len = wait
         self.paused_until = max(self.paused_until, now + wait)
         self.last_throttle_reason = f"{status}: all refused, pausing"

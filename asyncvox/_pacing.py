@@ -318,7 +318,7 @@ class Pacer:
             self.measured = True
             self._cut(now, seq, (1 - MARGIN) * self.rate)
 
-    def pause_over(self, started: float, seq: int) -> None:
+    def pause_over(self, started: float, seq: int, measure: bool = True) -> None:
         """A start after a pause (``seq``, at ``started``) was admitted: refusals ended before it.
 
         Measured up to the last refused start: the limiter was still exhausted there, so
@@ -327,6 +327,12 @@ class Pacer:
         grants its limit from that edge to this one (a span reaching further back holds
         the client's first, partial window, whose limit it took in less than a window).
         """
+        if not measure:
+            # Admitted, but started before the chain's last pause (let go by the pace
+            # before the pause's probe was answered): the chain is over, but the span up
+            # to it is all the chain's refusals and says nothing of the limit.
+            self._chain_end, self._chain_floor, self._chain_pauses = started, None, 0
+            return
         last = self._last_refused if self._last_refused < seq else seq
         end = self.starts[last & _MASK]
         counted = self._admitted(end, last, clip=False, after=self._chain_end)
