@@ -9,7 +9,7 @@ The shared rate follows the local pacer's model (:mod:`asyncvox._pacing`), on th
 fleet's events: measured at an *onset* (a refusal after a stretch of admitted starts)
 from what every process was admitted lately, starts paced a little below it, and the pace
 climbing back concavely after each cut, past the estimate along a cubic, then doubling.
-The pace is a function of the Redis clock (``cut_at``, ``pace0``, ``k``, ``k0``), so
+The pace is a function of the Redis clock (``cut_at``, ``pace0``, ``k``), so
 every lease reads the same pace without anyone writing it.
 
 Keys, for one API (its base URL) and one api key (a keyed hash of it, never the key)::
@@ -18,8 +18,8 @@ Keys, for one API (its base URL) and one api key (a keyed hash of it, never the 
                                           pace at the last cut), cut_at, measured_at,
                                           first_at, refused_at, probe_at (the probe's
                                           clock, held back while the pace is idle) (µs,
-                                          Redis clock), k, k0
-                                          (s: the probe's climb), steady, emergency,
+                                          Redis clock), k (s: the probe's
+                                          climb back), steady, emergency,
                                           confirmed (0/1: an onset measured it)
                                                                      TTL RATE_TTL
     asyncvox:{<host/path>|<hash>}:gcra    string: the next free start time (µs)   TTL GCRA_TTL
@@ -87,16 +87,16 @@ local function num(v, lo, hi)
   return x
 end
 local function load(key)
-  local v = redis.call('HMGET', key, 'rate', 'pace0', 'cut_at', 'k', 'k0', 'measured_at', 'first_at',
+  local v = redis.call('HMGET', key, 'rate', 'pace0', 'cut_at', 'k', 'measured_at', 'first_at',
     'steady', 'emergency', 'confirmed', 'probe_at')
   local s = {{
     rate = num(v[1], {MIN_RATE}, {MAX_RATE}), pace0 = num(v[2], {MIN_RATE}, {MAX_RATE}),
-    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {PROBE_K_MAX}), k0 = num(v[5], 0.01, {PROBE_K_MAX}),
-    measured_at = num(v[6], 0, now) or 0, first_at = num(v[7], 0, now) or 0,
-    steady = num(v[8], 0, 3) or 0, emergency = num(v[9], 0, 1) or 0,
-    confirmed = num(v[10], 0, 1) or 0, probe_at = num(v[11], 0, now),
+    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {PROBE_K_MAX}),
+    measured_at = num(v[5], 0, now) or 0, first_at = num(v[6], 0, now) or 0,
+    steady = num(v[7], 0, 3) or 0, emergency = num(v[8], 0, 1) or 0,
+    confirmed = num(v[9], 0, 1) or 0, probe_at = num(v[10], 0, now),
   }}
-  if s.rate == nil or s.pace0 == nil or s.cut_at == nil or s.k == nil or s.k0 == nil
+  if s.rate == nil or s.pace0 == nil or s.cut_at == nil or s.k == nil
     or s.probe_at == nil then
     return nil
   end
@@ -114,9 +114,10 @@ local function factor(s, margin, at)
     -- the estimate, double at once
     return 2 ^ (x / {PROBE_DOUBLING:g})
   end
-  local x1 = s.k0 * {PROBE_CUBIC ** (1 / 3):.6f}
+  -- past the estimate, one time scale whatever the rate (as the local pacer's)
+  local x1 = {PROBE_K * PROBE_CUBIC ** (1 / 3):.6f}
   if x < x1 then
-    local y = x / s.k0
+    local y = x / {PROBE_K:g}
     return 1 + margin * y * y * y
   end
   return (1 + {PROBE_CUBIC:g} * margin) * 2 ^ ((x - x1) / {PROBE_DOUBLING:g})
@@ -170,7 +171,7 @@ local function cut(rate, pace, measured, steady, emergency, back)
   local depth = math.max(margin, 1 - pace / rate)
   local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,
-    'k', tostring(k), 'k0', tostring(k0), 'steady', steady, 'emergency', emergency)
+    'k', tostring(k), 'steady', steady, 'emergency', emergency)
   if measured then redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', 1) end
   redis.call('PUBLISH', channel, string.format('cut %s %d %d', NOW, rate * 1000, pace * 1000))
   return rate

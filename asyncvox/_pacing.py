@@ -52,16 +52,22 @@ EVIDENCE = 8
 CHAIN_PAUSES = 2
 #: Onsets closer than this to the last measurement are emergencies' business.
 MEASURE_GAP = 0.25
-#: Seconds the probe takes to climb back from the paced rate to the estimate ...
+#: Seconds the probe takes to climb back from the paced rate to the estimate (and to climb
+#: a margin past it) ...
 PROBE_K = 2.0
-#: ... or the time this many starts take at the estimate, if longer: each crossing costs a
-#: refusal or two, so a low rate probes less often in time and as often in requests.
+#: ... or, climbing back, the time this many starts take at the estimate, if longer: each
+#: crossing costs a refusal or two, so a low rate crosses less often in time and as often
+#: in requests.
 PROBE_STARTS = 100
 #: ... twice as long for each measurement in a row that found the estimate within this
-#: share of where it was (a steady limit is probed less often, up to 8 times less) ...
+#: share of where it was (a steady limit is probed less often) ...
 STEADY = 0.05
-#: ... at most this long (seconds).
-PROBE_K_MAX = 10.0
+#: ... at most this long (seconds: capacity freed on a shared key, or a limit that rose,
+#: waits at most this long to be probed for).
+PROBE_K_MAX = 5.0
+#: ... or this long under a told rate (the estimate falls below it only if the quota was
+#: cut: there is no capacity of others' to find, and fewer crossings cost fewer refusals).
+PROBE_K_MAX_TOLD = 10.0
 #: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
 PROBE_CUBIC = 4.0
 #: ... every this many seconds.
@@ -74,6 +80,11 @@ FIRST_BACK = 1.0
 EMERGENCY_STARTS = 4
 #: ... and afterwards the probe aims at most this multiple of its pace.
 EMERGENCY_REACH = 2.0
+#: An emergency slow-down cuts the pace at most to this share of it per step (slow start's
+#: first guess can be many times the limit: a token bucket's burst hid it) ...
+EMERGENCY_FLOOR = 0.25
+#: ... or this share under a told rate (the limit is near it, unless the quota was cut).
+EMERGENCY_FLOOR_TOLD = 0.5
 #: How many starts the ring remembers (a power of two).
 RING = 4096
 _MASK = RING - 1
@@ -270,7 +281,8 @@ class Pacer:
         admitted = posts - self._post_refused
         if admitted < 1 or posts < EMERGENCY_STARTS or span < MIN_SPAN:
             return  # too little seen since the cut (nothing admitted: a pause's business)
-        pace = max(0.5 * self.pace, min(self.pace, admitted / span))
+        floor = EMERGENCY_FLOOR if self.told is None else EMERGENCY_FLOOR_TOLD
+        pace = max(floor * self.pace, min(self.pace, admitted / span))
         # The probe aims back at most at twice this pace: if the limit fell, not far above
         # it; if this caught a window's limiter between two lumps, still above them.
         self.rate = min(self.rate, EMERGENCY_REACH * pace)
@@ -429,13 +441,21 @@ class Pacer:
         """Pace at ``pace`` from now on (starts after ``seq`` are the new pace's); the probe
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
-        k0 = FIRST_BACK if back == FIRST_BACK else min(max(PROBE_K, PROBE_STARTS / self.rate), PROBE_K_MAX)
-        self._c_above = MARGIN / k0**3
-        self._x1 = k0 * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
+        first = back == FIRST_BACK
+        longest = PROBE_K_MAX if self.told is None else PROBE_K_MAX_TOLD
+        k0 = FIRST_BACK if first else min(max(PROBE_K, PROBE_STARTS / self.rate), longest)
+        # Untold, past the estimate the probe keeps one time scale whatever the rate: a
+        # limit that rose, or capacity another process on the key left, is found as fast
+        # at 20/s as at 100/s (the climb back, in starts, keeps crossings of a steady limit
+        # rare). Under a told rate the estimate can only fall below it (a quota cut): no
+        # one else's capacity to find, so crossings stay as rare in requests as can be.
+        above = k0 if self.told is not None else FIRST_BACK if first else PROBE_K
+        self._c_above = MARGIN / above**3
+        self._x1 = above * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)
         # A steady limit is crossed less often: the climb back to it takes longer (the
         # climb past it does not, so a limit that rose is found as fast).
-        back = min(k0 * 2**self._steady, PROBE_K_MAX) if back is None else back
+        back = min(k0 * 2**self._steady, longest) if back is None else back
         self._k = k = min(back, (depth / MARGIN) ** (1 / 3) * back)
         self._c_below = depth / (k * k * k)
         self._t0 = now
