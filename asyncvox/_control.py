@@ -31,6 +31,9 @@ How it decides:
   its own ``Retry-After`` regardless: that is the runtime's job.)
 * **A told rate** (``rate_limit``) paces starts a hair below it from the first request;
   the learned estimate never exceeds it.
+* **A fleet** (processes sharing the limit through Redis) tells how many share it
+  (:meth:`Controller.shared_by`: slow start's window is divided among them) and when its
+  shared pace holds the load (:meth:`Controller.shared_pace`: the window is given back).
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ class Controller:
         "_run_seq",
         "_run_t0",
         "_seq",
+        "_share",
+        "_share_released",
         "_slow_start",
         "_starts",
         "_successes",
@@ -195,6 +200,8 @@ class Controller:
         self._pause_len = 0.0  # the last pause's length, until an admitted start ends the chain
         self._chain_seq = 0  # the last start before the chain's first pause
         self._chain_admitted = 0  # starts admitted in the chain, each before a pause after it
+        self._share = 1  # processes sharing the limit (a fleet), as last told
+        self._share_released = False  # whether the shared pace gave the divided window back
 
     # -- readable state ----------------------------------------------------------------
 
@@ -263,6 +270,28 @@ class Controller:
             self._pacer.started(now, seq)
         depth = self.in_flight
         return (seq << _DEPTH_BITS) | (depth if depth < _DEPTH_MASK else _DEPTH_MASK)
+
+    # -- a fleet ------------------------------------------------------------------------
+
+    def shared_by(self, processes: int) -> None:
+        """``processes`` processes share the limit (a fleet's count, this one included).
+
+        While slow start grows, the window is divided among them: together they open with
+        one window and double it per round trip, as one process would, instead of each
+        doubling into the limit at once.
+        """
+        if processes > self._share:
+            if self.growing:
+                self.cap = max(1, math.ceil(self.cap * self._share / processes))
+            self._share = processes
+
+    def shared_pace(self) -> None:
+        """A fleet's shared pace now holds the load: the window divided for slow start is
+        given back (once; cut by a refusal it would grow back a step per batch). The cap
+        is still cut on evidence of too many at once."""
+        if self._share > 1 and not self._share_released:
+            self._share_released = True
+            self.cap = max(self.cap, self.ceiling)
 
     # -- what happened -----------------------------------------------------------------
 

@@ -34,12 +34,12 @@ import logging
 import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ._fleet_events import FleetNews, Listener
+from ._fleet_leases import Leases
 from ._fleet_scripts import LEASE, MAX_PAUSE, MAX_RATE, MIN_RATE, SYNC, FleetKeys
 from ._pacing import MARGIN
 from .errors import ConfigurationError
@@ -51,9 +51,6 @@ logger = logging.getLogger("asyncvox")
 #: The environment variable every :class:`~asyncvox.Client` without an explicit ``fleet``
 #: joins.
 REDIS_URL_ENV: Final = "ASYNCVOX_REDIS_URL"
-#: A leased start time this far in the past is dropped, not used (it is too late to say
-#: anything about the pace).
-STALE: Final = 0.25
 #: Seconds between syncs while the fleet is unpaced and this process's slow start grows:
 #: its first refusal must reach every process within a round trip or two, or each goes
 #: on doubling into the limit.
@@ -197,7 +194,7 @@ class FleetLink:
         self.processes = 1
         self._state = "connecting"
         self._pause_until = 0.0  # local monotonic time
-        self._slots: deque[float] = deque()
+        self._leases = Leases()
         self._reported = 0  # refusals reported
         self._interval = config.sync_interval
         self._joined = False
@@ -290,23 +287,16 @@ class FleetLink:
         (``on_change`` follows). Only meaningful while :attr:`paced`."""
         if self._pause_until > now:
             return self._pause_until - now
-        slots = self._slots
-        # Start times missed (a pause, a busy loop) are gone: of those past, only the last
-        # may still go, or a process back from a pause would start them all as one burst.
-        while len(slots) > 1 and slots[1] <= now:
-            slots.popleft()
-        if slots and slots[0] < now - STALE:
-            slots.popleft()
-        if slots:
-            return max(0.0, slots[0] - now)
+        at = self._leases.next_at(now)
+        if at is not None:
+            return max(0.0, at - now)
         if self._leasing is None or self._leasing.done():
             self._leasing = asyncio.get_running_loop().create_task(self._take_lease(demand))
         return math.inf
 
     def take(self) -> None:
         """A start went on the first leased time."""
-        if self._slots:
-            self._slots.popleft()
+        self._leases.take()
 
     def throttled(self, pause_for: float) -> None:
         """A refusal: report it (and a pause of ``pause_for`` s, when > 0) without waiting
@@ -405,11 +395,7 @@ class FleetLink:
         self.leases += 1
         local = self._adopt(sent, now_us, rate_milli, pace_milli, pause_us)
         if interval_us > 0 and self.paced:
-            first = local + (first_us - now_us) / 1e6
-            step = interval_us / 1e6
-            # Clamped: a start time further ahead than the lease could make is not trusted.
-            horizon = local + 60.0
-            self._slots.extend(min(first + i * step, horizon) for i in range(k))
+            self._leases.add(local, local + (first_us - now_us) / 1e6, interval_us / 1e6, k)
         self._on_change()
 
     def _adopt(self, sent: float, now_us: int, rate_milli: int, pace_milli: int, pause_us: int) -> float:
@@ -425,7 +411,7 @@ class FleetLink:
         self.pace = _clamped(pace_milli) if rate is not None else None
         self.paced = rate is not None
         if was != self.paced:
-            self._slots.clear()
+            self._leases.clear()
             self._on_change()
         return local
 
@@ -443,15 +429,8 @@ class FleetLink:
             if rate is None:
                 return
             pace = _clamped(news.b)
-            old, slots = self.pace, self._slots
-            if old is not None and pace is not None and pace < old and slots:
-                # The start times leased at the old pace span some time ahead; at the new
-                # pace only this share of them fit in it. Dropping them all would throw
-                # away what the fleet's GCRA has moved past (measured: a quarter of the
-                # limit on 8 processes); keeping them all, a burst into a fresh refusal.
-                keep = math.ceil(len(slots) * pace / old)
-                while len(slots) > keep:
-                    slots.pop()
+            if self.pace is not None and pace is not None:
+                self._leases.thin(self.pace, pace)
             self.rate, self.pace, self.paced = rate, pace, True
         self._on_change()
 
@@ -468,7 +447,7 @@ class FleetLink:
             )
             self.fallbacks += 1
         self._state = "local"
-        self._slots.clear()
+        self._leases.clear()
         self._pause_until = 0.0
         self.processes = 1
         if self.paced or joining:

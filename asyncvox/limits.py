@@ -171,8 +171,6 @@ class Governor:
                 raise ConfigurationError("a fleet governor needs its keys")
             self.fleet = FleetLink(fleet, fleet_keys, self._fleet_counts, self._fleet_changed)
             self._ctl.free = False  # starts wait for the fleet's first answer (joining)
-        self._fleet_share = 1
-        self._fleet_uncapped = False
 
     # -- readable state ----------------------------------------------------------------
 
@@ -428,18 +426,9 @@ class Governor:
         ctl = self._ctl
         fleet = self.fleet
         assert fleet is not None
-        if fleet.processes > self._fleet_share:
-            # n processes on one limit: together they open slow start with one window (and
-            # each doubles it per round trip, as one process would).
-            if ctl.growing:
-                ctl.cap = max(1, math.ceil(ctl.cap * self._fleet_share / fleet.processes))
-            self._fleet_share = fleet.processes
-        if fleet.paced and self._fleet_share > 1 and not self._fleet_uncapped:
-            # The shared pace holds the load now: the window divided for slow start must
-            # not (cut by a refusal, it would grow back a step per batch). The controller
-            # still cuts the cap on evidence of too many at once.
-            self._fleet_uncapped = True
-            ctl.cap = max(ctl.cap, ctl.ceiling)
+        ctl.shared_by(fleet.processes)
+        if fleet.paced:
+            ctl.shared_pace()
         if fleet.paced or fleet.joining:
             ctl.free = False
         else:

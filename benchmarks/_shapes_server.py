@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import random
 import signal
 import sys
@@ -32,7 +34,7 @@ __all__ = ["ShapeServer"]
 _REFUSED = b'{"success":false,"error":"Too many requests"}'
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, log_path: str | None) -> list[float]:
     from aiohttp import web
 
     from asyncvox.testing import envelope, synth_call
@@ -44,12 +46,21 @@ async def serve(args: argparse.Namespace) -> None:
     rng = random.Random(0)
     bodies = [envelope(synth_call(f"pool-{i}", seed=0, turns=args.turns)) for i in range(args.pool)]
     expected = f"Bearer {API_KEY}"
+    # A diagnosis aid: where the refusals fall in time (seconds from the first request),
+    # e.g. to see how many a limiter's first window costs.
+    first: list[float] = []
+    refused_at: list[float] = []
 
     async def handle(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401, body=b'{"success":false,"error":"Unauthorized"}')
         now = time.monotonic()
         verdict = limiter.admit(now)
+        if log_path:
+            if not first:
+                first.append(now)
+            if not verdict.admitted:
+                refused_at.append(round(now - first[0], 4))
         if not verdict.admitted:
             header = shape.retry_after_header(verdict.wait)
             headers = {"Retry-After": header} if header is not None else None
@@ -77,6 +88,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+    return refused_at
 
 
 class ShapeServer(ServerProcess):
@@ -116,8 +128,11 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6, help="transcript turns per call body")
     parser.add_argument("--pool", type=int, default=64, help="distinct call bodies")
     args = parser.parse_args()
+    log_path = os.environ.get("ASYNCVOX_BENCH_REFUSALS")  # where to write the refusal times
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+        refused_at = asyncio.run(serve(args, log_path))
+        if log_path:
+            Path(log_path).write_text(json.dumps(refused_at))
 
 
 if __name__ == "__main__":

@@ -291,6 +291,33 @@ def test_a_chain_of_pauses_ends_when_its_starts_are_admitted_out_of_step(seed: i
     assert result.wall / shapes.ideal(shape, low) < 2.0
 
 
+def test_processes_sharing_a_limit_open_slow_start_with_one_window_between_them() -> None:
+    ctl = Controller(64)
+    assert ctl.cap == 4
+    ctl.shared_by(2)
+    assert ctl.cap == 2  # two processes: half a window each
+    ctl.shared_by(2)
+    assert ctl.cap == 2  # told again: nothing new
+    ctl.shared_by(4)
+    assert ctl.cap == 1
+    caps = run_rounds(ctl, 3)
+    assert caps == [2, 4, 8]  # each still doubles per round trip
+    ctl.shared_pace()
+    assert ctl.cap == 64  # the shared pace holds the load: the divided window is given back
+    ctl.cap = 10  # (as a cut for concurrency would)
+    ctl.shared_pace()
+    assert ctl.cap == 10  # given back once, never over a later cut
+
+
+def test_a_window_no_longer_growing_is_not_divided() -> None:
+    told = Controller(64, rate_limit=50.0)  # no slow start: the pace spreads the starts
+    told.shared_by(3)
+    assert told.cap == 64
+    alone = Controller(64)
+    alone.shared_pace()
+    assert alone.cap == 4  # one process: nothing was divided, nothing to give back
+
+
 def test_the_in_flight_cap_is_learned_from_concurrency_refusals_only() -> None:
     result, ctl = simulate("concurrency-cap")
     cap = shapes.CONCURRENCY_CAP
