@@ -221,7 +221,7 @@ elseif s ~= nil and pace_of(s, margin, now) >= {PROBE_MAX:g} * s.rate then
   rate = cut({PROBE_MAX:g} * s.rate, (1 - margin) * {PROBE_MAX:g} * s.rate, false, 0, 0)
   redis.call('HSET', KEYS[1], 'confirmed', 0)
 end
-if pause_ms > 0 and s ~= nil and now - s.cut_at >= {GUARD_US} then
+if pause_ms > 0 and s ~= nil and (now - s.cut_at >= {GUARD_US} or s.confirmed == 0) then
   -- a process found everything refused (a window's limiter is exhausted): what the fleet
   -- was admitted over a span reaching to the pause's end is what the limiter grants
   -- (at most to a quarter per pause: a burst of refusals says little about the limit
@@ -229,16 +229,20 @@ if pause_ms > 0 and s ~= nil and now - s.cut_at >= {GUARD_US} then
   local span = {FRESH_US * 2 / 1e6:g}
   local estimate = math.max(0.25 * s.rate, got * span / (span + pause_ms / 1000))
   if estimate < s.rate then
-    rate = cut(estimate, (1 - margin) * estimate, false, 0, 1)
+    -- (never a faster pace than the one everything was refused at)
+    rate = cut(estimate, math.min(pace_of(s, margin, now), (1 - margin) * estimate), false, 0, 1)
   end
 end
 -- Until an onset confirms it, the estimate is a guess, and no guess stands below what the
 -- fleet is admitted now: a first refusal made while most processes had not reported yet
 -- (a restarted Redis, processes rejoining one by one) would guess their few requests.
 -- (The state is read again: the cuts above may have changed it; read once more only if
--- this one does.)
+-- this one does.) Not while everything is refused: then what the fleet was admitted is
+-- the slow start that exhausted a window, and the pause's estimate is the better guess.
 local s3 = load(KEYS[1])
-if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} then
+local pausing = pause_ms > 0
+  or (num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)}) or 0) > now
+if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} and not pausing then
   rate = cut(got, pace_of(s3, margin, now), false, 0, 0, {FIRST_BACK:g})
   s3 = load(KEYS[1])
 end

@@ -405,7 +405,7 @@ class FleetLink:
         self._offset = local - now_us / 1e6
         rate = _clamped(rate_milli)
         pause = (pause_us - now_us) / 1e6 if pause_us > now_us else 0.0
-        self._pause_until = local + min(pause, MAX_PAUSE) if pause > 0 else 0.0
+        self._paused_until(local + min(pause, MAX_PAUSE) if pause > 0 else 0.0)
         was = self.paced
         self.rate = rate
         self.pace = _clamped(pace_milli) if rate is not None else None
@@ -415,6 +415,14 @@ class FleetLink:
             self._on_change()
         return local
 
+    def _paused_until(self, until: float) -> None:
+        """The fleet pauses until ``until`` (0.0: no pause). A new pause drops the start
+        times held: kept, every process would spend one the moment the pause ends, a
+        probe each into a limiter that one probe answers for all."""
+        if until > self._pause_until:
+            self._leases.clear()
+        self._pause_until = until
+
     def _news(self, news: FleetNews) -> None:
         """A cut or a pause somewhere in the fleet: act on it now, not at the next sync."""
         if self._state != "fleet":
@@ -423,7 +431,7 @@ class FleetLink:
             until = min(self._offset + news.a / 1e6, time.monotonic() + MAX_PAUSE)
             if until <= self._pause_until:
                 return
-            self._pause_until = until
+            self._paused_until(until)
         else:
             rate = _clamped(news.a)
             if rate is None:
