@@ -13,7 +13,7 @@ import math
 from collections import deque
 from typing import Final
 
-__all__ = ["STALE", "Leases"]
+__all__ = ["Leases"]
 
 #: A leased start time this far in the past is dropped, not used (it is too late to say
 #: anything about the pace).
@@ -29,9 +29,6 @@ class Leases:
 
     def __init__(self) -> None:
         self._times: deque[float] = deque()
-
-    def __len__(self) -> int:
-        return len(self._times)
 
     def next_at(self, now: float) -> float | None:
         """When the next held start may go (at most ``now`` if it is due), or ``None``.

@@ -240,26 +240,24 @@ end
 -- this one does.) Not while everything is refused: then what the fleet was admitted is
 -- the slow start that exhausted a window, and the pause's estimate is the better guess.
 local s3 = load(KEYS[1])
-local pausing = pause_ms > 0
-  or (num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)}) or 0) > now
+-- the fleet-wide pause in force (read once: it decides the guess above and the reply)
+local pause_until = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)}) or 0
+local pausing = pause_ms > 0 or pause_until > now
 if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} and not pausing then
   rate = cut(got, pace_of(s3, margin, now), false, 0, 0, {FIRST_BACK:g})
   s3 = load(KEYS[1])
 end
 local pace = -1
 if rate ~= nil and s3 ~= nil then pace = math.floor(pace_of(s3, margin, now) * 1000) end
-local pause_until = 0
 if pause_ms > 0 then
   local ms = math.min(pause_ms, {int(MAX_PAUSE * 1000)})
   local want = now + ms * 1000
-  local have = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)})
-  if have == nil or have < want then
+  if pause_until < want then
     redis.call('SET', KEYS[3], string.format('%d', want), 'PX', math.max(1, math.ceil(ms)))
     redis.call('PUBLISH', channel, string.format('pause %s %d 0', NOW, want))
+    pause_until = want
   end
 end
-local p = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)})
-if p ~= nil then pause_until = p end
 return {{now, rate and math.floor(rate * 1000) or -1, pace, pause_until, processes}}
 """
 )
