@@ -48,10 +48,10 @@ from ._pacing import (
     PROBE_CUBIC,
     PROBE_DOUBLING,
     PROBE_K,
-    PROBE_K_MAX,
     PROBE_MAX,
     PROBE_STARTS,
     STEADY,
+    UNTOLD,
 )
 
 __all__ = ["LEASE", "SYNC", "FleetKeys", "fleet_keys"]
@@ -91,7 +91,7 @@ local function load(key)
     'steady', 'emergency', 'confirmed', 'probe_at')
   local s = {{
     rate = num(v[1], {MIN_RATE}, {MAX_RATE}), pace0 = num(v[2], {MIN_RATE}, {MAX_RATE}),
-    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {PROBE_K_MAX}),
+    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {UNTOLD.k_max}),
     measured_at = num(v[5], 0, now) or 0, first_at = num(v[6], 0, now) or 0,
     steady = num(v[7], 0, 3) or 0, emergency = num(v[8], 0, 1) or 0,
     confirmed = num(v[9], 0, 1) or 0, probe_at = num(v[10], 0, now),
@@ -166,8 +166,8 @@ local got, went, processes = fleet_lately()
 local function cut(rate, pace, measured, steady, emergency, back)
   rate = math.max({MIN_RATE}, math.min({MAX_RATE}, rate))
   pace = math.max({MIN_RATE}, math.min(rate, pace))
-  local k0 = math.min(math.max({PROBE_K:g}, {PROBE_STARTS} / rate), {PROBE_K_MAX:g})
-  back = back or math.min(k0 * 2 ^ steady, {PROBE_K_MAX:g})
+  local k0 = math.min(math.max({PROBE_K:g}, {PROBE_STARTS} / rate), {UNTOLD.k_max:g})
+  back = back or math.min(k0 * 2 ^ steady, {UNTOLD.k_max:g})
   local depth = math.max(margin, 1 - pace / rate)
   local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,

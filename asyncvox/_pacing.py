@@ -28,10 +28,11 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
 
 from __future__ import annotations
 
-from collections import deque
 from typing import NamedTuple
 
-__all__ = ["MARGIN", "Lately", "Pacer"]
+from ._ring import RING, Counted, StartRing
+
+__all__ = ["MARGIN", "RING", "Lately", "Pacer"]
 
 #: Pace this far below the estimated rate.
 MARGIN = 0.03
@@ -60,14 +61,8 @@ PROBE_K = 2.0
 #: in requests.
 PROBE_STARTS = 100
 #: ... twice as long for each measurement in a row that found the estimate within this
-#: share of where it was (a steady limit is probed less often) ...
+#: share of where it was (a steady limit is probed less often), up to :attr:`Tuning.k_max`.
 STEADY = 0.05
-#: ... at most this long (seconds: capacity freed on a shared key, or a limit that rose,
-#: waits at most this long to be probed for).
-PROBE_K_MAX = 5.0
-#: ... or this long under a told rate (the estimate falls below it only if the quota was
-#: cut: there is no capacity of others' to find, and fewer crossings cost fewer refusals).
-PROBE_K_MAX_TOLD = 10.0
 #: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
 PROBE_CUBIC = 4.0
 #: ... every this many seconds.
@@ -80,14 +75,32 @@ FIRST_BACK = 1.0
 EMERGENCY_STARTS = 4
 #: ... and afterwards the probe aims at most this multiple of its pace.
 EMERGENCY_REACH = 2.0
-#: An emergency slow-down cuts the pace at most to this share of it per step (slow start's
-#: first guess can be many times the limit: a token bucket's burst hid it) ...
-EMERGENCY_FLOOR = 0.25
-#: ... or this share under a told rate (the limit is near it, unless the quota was cut).
-EMERGENCY_FLOOR_TOLD = 0.5
-#: How many starts the ring remembers (a power of two).
-RING = 4096
-_MASK = RING - 1
+
+
+class Tuning(NamedTuple):
+    """What differs between learning a limit and pacing under a rate the user told.
+
+    Under a told rate the limit is near it: the estimate falls below it only if the quota
+    was cut, and there is no capacity of others' to find, so crossings are kept as rare in
+    requests as can be and cuts are shallow. Untold, the limit may be anywhere (slow
+    start's first guess can be many times it) and may rise or be freed by another process.
+    """
+
+    #: The longest climb back to the estimate, seconds (a limit that rose, or capacity
+    #: freed on a shared key, waits at most this long to be probed for).
+    k_max: float
+    #: An emergency slow-down cuts the pace at most to this share of it per step.
+    emergency_floor: float
+    #: Past the estimate the probe keeps the climb back's time scale (in starts) rather
+    #: than one time scale (seconds) whatever the rate.
+    above_in_starts: bool
+    #: Slow start's first refusal climbs back within :data:`FIRST_BACK` (a guess that may
+    #: be low is probed past quickly) rather than on the usual scale.
+    first_back: bool
+
+
+UNTOLD = Tuning(k_max=5.0, emergency_floor=0.25, above_in_starts=False, first_back=True)
+TOLD = Tuning(k_max=10.0, emergency_floor=0.5, above_in_starts=True, first_back=False)
 
 
 class Lately(NamedTuple):
@@ -97,18 +110,6 @@ class Lately(NamedTuple):
     delivered: float
     #: their mean latency, seconds
     latency: float
-
-
-class Counted(NamedTuple):
-    """The starts over a span: how many the server admitted, in how long."""
-
-    admitted: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        """Admitted starts per second (at least one over the span: never zero)."""
-        return max(1, self.admitted) / self.seconds
 
 
 class Pacer:
@@ -131,10 +132,11 @@ class Pacer:
         "_onset",
         "_onsets",
         "_post_refused",
-        "_refused",
+        "_ring",
         "_seq",
         "_steady",
         "_t0",
+        "_tuning",
         "_x1",
         "measured",
         "pace",
@@ -145,17 +147,18 @@ class Pacer:
 
     def __init__(self, told: float | None) -> None:
         self.told = told
+        self._tuning = UNTOLD if told is None else TOLD
         #: The learned estimate of the server's rate (requests/s); ``None`` until throttled.
         self.rate: float | None = None
         #: The start rate in force, ``None`` while starts are not paced.
         self.pace: float | None = told * (1 - TOLD_MARGIN) if told else None
         #: Whether a refusal measured the rate (not only slow start's first guess).
         self.measured = False
+        self._ring = StartRing()
         #: Start times by sequence number, written by the controller on every start.
-        self.starts = [0.0] * RING
+        self.starts = self._ring.times
         self._next = 0.0
         self._seq = 0  # the last paced start's sequence number
-        self._refused: deque[int] = deque(maxlen=RING)  # refused starts' sequence numbers
         self._last_refused = -1
         self._onset = False  # whether the last refusal noted was an onset
         self._onsets = 0  # rates measured at an onset so far
@@ -228,7 +231,7 @@ class Pacer:
         self._onset = seq > self._last_refused + 1  # the first refusal after admitted starts
         if seq > self._last_refused:
             self._last_refused = seq
-        self._refused.append(seq)
+        self._ring.refused.append(seq)
 
     def refused(self, now: float, started: float, seq: int, newest: int, lately: Lately) -> None:
         """The start ``seq`` (at ``started``) was refused for the rate (after :meth:`note_refused`).
@@ -281,8 +284,7 @@ class Pacer:
         admitted = posts - self._post_refused
         if admitted < 1 or posts < EMERGENCY_STARTS or span < MIN_SPAN:
             return  # too little seen since the cut (nothing admitted: a pause's business)
-        floor = EMERGENCY_FLOOR if self.told is None else EMERGENCY_FLOOR_TOLD
-        pace = max(floor * self.pace, min(self.pace, admitted / span))
+        pace = max(self._tuning.emergency_floor * self.pace, min(self.pace, admitted / span))
         # The probe aims back at most at twice this pace: if the limit fell, not far above
         # it; if this caught a window's limiter between two lumps, still above them.
         self.rate = min(self.rate, EMERGENCY_REACH * pace)
@@ -299,10 +301,10 @@ class Pacer:
         """
         self._first_refused = self._measured = started
         span = max(0.1, lately.latency)
-        sent = (newest - self._first_after(now - span, newest) + 1) / span
+        sent = (newest - self._ring.first_after(now - span, newest) + 1) / span
         self.rate = self._bounded(max(1.0, sent, lately.delivered))
         self.measured = False
-        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK if self.told is None else None)
+        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK if self._tuning.first_back else None)
 
     def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
         """Everything is refused, starts stop until ``until``: resume at what was granted.
@@ -346,7 +348,7 @@ class Pacer:
             self._chain_end, self._chain_floor, self._chain_pauses = started, None, 0
             return
         last = self._last_refused if self._last_refused < seq else seq
-        end = self.starts[last & _MASK]
+        end = self._ring.at(last)
         counted = self._admitted(end, last, clip=False, after=self._chain_end)
         if counted is None:
             counted = self._admitted(end, last, clip=False)
@@ -367,18 +369,6 @@ class Pacer:
 
     # -- measuring -----------------------------------------------------------------------
 
-    def _first_after(self, since: float, seq: int) -> int:
-        """The sequence number of the first start after ``since`` (up to ``seq``), by bisection."""
-        starts = self.starts
-        low, high = max(1, seq - _MASK), seq
-        while low < high:
-            mid = (low + high) // 2
-            if starts[mid & _MASK] <= since:
-                low = mid + 1
-            else:
-                high = mid
-        return low
-
     def _admitted(
         self, end: float, seq: int, clip: bool = True, span: float = ONSET_SPAN, after: float = 0.0
     ) -> Counted | None:
@@ -387,52 +377,20 @@ class Pacer:
         With ``clip``, the span begins no earlier than the first refusal; never before the
         start at ``after``. ``None`` if it is too short to say.
         """
-        starts = self.starts
-        since = max(end - span, starts[max(1, seq - _MASK) & _MASK], after - 1e-9)
+        since = max(end - span, after - 1e-9)
         if clip:
             since = max(since, self._first_refused)
-        if since >= starts[seq & _MASK] or end - since < MIN_SPAN:
-            return None
-        low = self._first_after(since, seq)
-        if seq - low < 8:
-            return None
-        refused = 0
-        for s in reversed(self._refused):
-            if s < low:
-                break
-            refused += 1
-        return Counted(seq - low + 1 - refused, end - since)
+        return self._ring.counted(since, end, seq, MIN_SPAN)
 
     def admitted_lately(self, now: float, seq: int, span: float) -> float:
         """Starts admitted per second over the last ``span`` seconds (up to start ``seq``),
         for a fleet's report: what this process got, whether or not it was refused."""
-        return self._lately(now, seq, span, count_refused=False)
+        return self._ring.lately(now, seq, span, count_refused=False)
 
     def started_lately(self, now: float, seq: int, span: float) -> float:
         """Starts per second over the last ``span`` seconds, refused or not (a fleet's
         report: what the fleet sent bounds its first guess from above)."""
-        return self._lately(now, seq, span, count_refused=True)
-
-    def _lately(self, now: float, seq: int, span: float, count_refused: bool) -> float:
-        if seq < 1:
-            return 0.0
-        starts = self.starts
-        oldest = starts[max(1, seq - _MASK) & _MASK]
-        since = now - span
-        low = self._first_after(since, seq) if oldest <= since else max(1, seq - _MASK)
-        if starts[low & _MASK] <= since:
-            return 0.0  # nothing started in the span
-        refused = 0
-        if not count_refused:
-            for s in reversed(self._refused):
-                if s < low:
-                    break
-                if s <= seq:
-                    refused += 1
-        # Over the span, or since the first start if later (at least a tenth of a second:
-        # a process's first burst is not a rate).
-        width = max(now - max(since, oldest), 0.1)
-        return max(0, seq - low + 1 - refused) / width
+        return self._ring.lately(now, seq, span, count_refused=True)
 
     def _bounded(self, estimate: float) -> float:
         return estimate if self.told is None else min(estimate, self.told)
@@ -442,14 +400,13 @@ class Pacer:
         climbs back to the estimate within ``back`` seconds (concavely), then beyond it."""
         assert self.rate is not None
         first = back == FIRST_BACK
-        longest = PROBE_K_MAX if self.told is None else PROBE_K_MAX_TOLD
+        longest = self._tuning.k_max
         k0 = FIRST_BACK if first else min(max(PROBE_K, PROBE_STARTS / self.rate), longest)
         # Untold, past the estimate the probe keeps one time scale whatever the rate: a
         # limit that rose, or capacity another process on the key left, is found as fast
         # at 20/s as at 100/s (the climb back, in starts, keeps crossings of a steady limit
-        # rare). Under a told rate the estimate can only fall below it (a quota cut): no
-        # one else's capacity to find, so crossings stay as rare in requests as can be.
-        above = k0 if self.told is not None else FIRST_BACK if first else PROBE_K
+        # rare). Told, crossings stay as rare in requests as can be (see Tuning).
+        above = k0 if self._tuning.above_in_starts else FIRST_BACK if first else PROBE_K
         self._c_above = MARGIN / above**3
         self._x1 = above * PROBE_CUBIC ** (1 / 3)  # where the cubic is that far above the estimate
         depth = max(MARGIN, 1.0 - pace / self.rate)
