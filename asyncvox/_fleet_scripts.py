@@ -243,8 +243,12 @@ local s3 = load(KEYS[1])
 -- the fleet-wide pause in force (read once: it decides the guess above and the reply)
 local pause_until = num(redis.call('GET', KEYS[3]), now, now + {int(MAX_PAUSE * 1e6)}) or 0
 local pausing = pause_ms > 0 or pause_until > now
-if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and now - s3.cut_at >= {GUARD_US} and not pausing then
-  rate = cut(got, pace_of(s3, margin, now), false, 0, 0, {FIRST_BACK:g})
+-- (Nor while the pace is already above it: the probe is past the guess, and a cut to it
+-- would pull the pace back, again at every sync, a crawl up instead of a doubling.)
+local s3pace = s3 and pace_of(s3, margin, now) or 0
+if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and s3pace < got and now - s3.cut_at >= {GUARD_US}
+  and not pausing then
+  rate = cut(got, s3pace, false, 0, 0, {FIRST_BACK:g})
   s3 = load(KEYS[1])
 end
 local pace = -1

@@ -18,8 +18,9 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
 * **Pacing.** Starts are spaced at ``pace`` (GCRA), a little below the estimate.
 * **Probing.** After each cut the pace climbs back to the estimate concavely (a cubic,
   as CUBIC does around its last maximum), past it slowly (a refusal or two per crossing
-  of a steady limit), then doubling (a limit that rose is found in seconds); at twice the
-  estimate with nothing refused, the estimate was wrong and the probe starts over there.
+  of a steady limit), then doubling (a limit that rose is found in seconds); at twice
+  the estimate with nothing refused, the estimate was wrong: it moves up under the
+  probe, which goes on doubling, faster.
   A limit measured again where it was is climbed back to more slowly (crossed less often).
 * **Emergencies.** Refusals that go on after a cut (the limit fell) cut the pace at once
   to what was admitted since, halving at most per step, and the next onset measures over
@@ -65,8 +66,12 @@ PROBE_STARTS = 100
 STEADY = 0.05
 #: Past the estimate the cubic climbs this many margins; beyond, the probe doubles ...
 PROBE_CUBIC = 4.0
-#: ... every this many seconds.
+#: ... every this many seconds ...
 PROBE_DOUBLING = 2.0
+#: ... or this many once it found nothing at twice the estimate (the estimate was wrong:
+#: a limit that rose, or capacity that processes sharing the key left when they finished,
+#: is found within seconds).
+RESTART_DOUBLING = 1.0
 #: The probe never goes above this multiple of the estimate (then the estimate was wrong).
 PROBE_MAX = 2.0
 #: Seconds the pace takes to climb back after slow start's first refusal halved it.
@@ -123,6 +128,7 @@ class Pacer:
         "_chain_pauses",
         "_cut_seq",
         "_cut_start",
+        "_doubling",
         "_emergency",
         "_first_refused",
         "_k",
@@ -177,6 +183,7 @@ class Pacer:
         self._k = PROBE_K
         self._x1 = PROBE_K * PROBE_CUBIC ** (1 / 3)
         self._c_below = self._c_above = MARGIN / PROBE_K**3
+        self._doubling = PROBE_DOUBLING
 
     # -- starts ------------------------------------------------------------------------
 
@@ -213,14 +220,18 @@ class Pacer:
         elif x < self._x1:
             factor = 1.0 + self._c_above * x * x * x
         else:
-            factor = (1 + PROBE_CUBIC * MARGIN) * 2.0 ** ((x - self._x1) / PROBE_DOUBLING)
+            factor = (1 + PROBE_CUBIC * MARGIN) * 2.0 ** ((x - self._x1) / self._doubling)
             if factor >= PROBE_MAX:
-                # Twice the estimate and still nothing refused: it was wrong. Start over
-                # from there (the next refusal measures again).
-                self.rate = self._bounded(PROBE_MAX * self.rate)
+                # Twice the estimate and still nothing refused: it was wrong (a limit that
+                # rose, capacity another process left). The estimate moves up under the
+                # probe, which goes on doubling from where it is: nothing says a limit is
+                # near, so no plateau again (the next refusal measures).
+                top = 1 + PROBE_CUBIC * MARGIN
+                self.rate = self._bounded(PROBE_MAX * self.rate / top)
                 self._steady = 0
-                self._cut(now, self._seq, self.rate, back=FIRST_BACK)
-                factor = 1.0 - MARGIN
+                self._t0 = now - self._k - self._x1
+                self._doubling = RESTART_DOUBLING
+                factor = top
         pace = self.rate * factor
         return pace if self.told is None else min(pace, self.told * (1 - TOLD_MARGIN))
 
@@ -384,13 +395,18 @@ class Pacer:
 
     def admitted_lately(self, now: float, seq: int, span: float) -> float:
         """Starts admitted per second over the last ``span`` seconds (up to start ``seq``),
-        for a fleet's report: what this process got, whether or not it was refused."""
-        return self._ring.lately(now, seq, span, count_refused=False)
+        for a fleet's report: what this process got, whether or not it was refused.
+
+        Over at least a second, however young the process: a window's limiter grants a
+        whole window to a first burst, which over the burst's own time looks like twice
+        the rate or more (a young fleet's emergencies and pauses measured it so).
+        """
+        return self._ring.lately(now, seq, span, count_refused=False, least=1.0)
 
     def started_lately(self, now: float, seq: int, span: float) -> float:
         """Starts per second over the last ``span`` seconds, refused or not (a fleet's
         report: what the fleet sent bounds its first guess from above)."""
-        return self._ring.lately(now, seq, span, count_refused=True)
+        return self._ring.lately(now, seq, span, count_refused=True, least=0.1)
 
     def _bounded(self, estimate: float) -> float:
         return estimate if self.told is None else min(estimate, self.told)
@@ -416,6 +432,7 @@ class Pacer:
         self._k = k = min(back, (depth / MARGIN) ** (1 / 3) * back)
         self._c_below = depth / (k * k * k)
         self._t0 = now
+        self._doubling = PROBE_DOUBLING
         self._cut_seq = seq
         self._cut_start = now
         self._post_refused = 0

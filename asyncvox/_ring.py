@@ -76,10 +76,10 @@ class StartRing:
             return None
         return Counted(seq - low + 1 - self._refused_from(low, seq), end - since)
 
-    def lately(self, now: float, seq: int, span: float, count_refused: bool) -> float:
+    def lately(self, now: float, seq: int, span: float, count_refused: bool, least: float) -> float:
         """Starts per second over the last ``span`` seconds up to start ``seq`` (admitted
-        only, unless ``count_refused``), or since the first start if later (over at least
-        a tenth of a second: a process's first burst is not a rate)."""
+        only, unless ``count_refused``), or since the first start if later, but over at
+        least ``least`` seconds (a process's first burst is not a rate)."""
         if seq < 1:
             return 0.0
         oldest = self.oldest(seq)
@@ -88,7 +88,7 @@ class StartRing:
         if self.at(low) <= since:
             return 0.0  # nothing started in the span
         refused = 0 if count_refused else self._refused_from(low, seq)
-        width = max(now - max(since, oldest), 0.1)
+        width = max(now - max(since, oldest), least)
         return max(0, seq - low + 1 - refused) / width
 
     def _refused_from(self, low: int, seq: int) -> int:

@@ -291,6 +291,21 @@ def test_a_chain_of_pauses_ends_when_its_starts_are_admitted_out_of_step(seed: i
     assert result.wall / shapes.ideal(shape, low) < 2.0
 
 
+def test_a_young_process_reports_its_first_burst_over_a_second_not_over_its_own_time() -> None:
+    # A window's limiter grants its whole window to a young fleet's first burst: 100
+    # admitted in 0.45 s is no 220/s. Reported over its own time, a fleet's emergencies
+    # and pauses took it for the rate and kept paced at twice the limit for seconds.
+    ctl = Controller(512)
+    for i in range(100):
+        ctl.on_start(i * 0.0045)
+    assert ctl.admitted_lately(0.45) == pytest.approx(100.0)
+    assert ctl.started_lately(0.45) == pytest.approx(56 / 0.25, rel=0.05)  # sent: as it went
+    # Once older than a second, the rate over its own time again (and the span's, later).
+    for i in range(100):
+        ctl.on_start(0.45 + i * 0.01)
+    assert ctl.admitted_lately(1.45) == pytest.approx(200 / 1.45, rel=0.02)
+
+
 def test_processes_sharing_a_limit_open_slow_start_with_one_window_between_them() -> None:
     ctl = Controller(64)
     assert ctl.cap == 4
@@ -437,22 +452,29 @@ def test_a_told_rate_has_no_slow_start() -> None:
     assert result.wall / shapes.ideal(shapes.shape_named("generous"), P) <= 1.04
 
 
-def test_a_probe_at_twice_its_estimate_starts_over_climbing_at_once() -> None:
-    # Twice the estimate and nothing refused: the estimate was wrong. The probe starts over
-    # there and climbs past it within a second or two, not after a steady limit's wait.
+def test_a_probe_at_twice_its_estimate_goes_on_doubling_faster() -> None:
+    # Twice the estimate and nothing refused: the estimate was wrong (capacity that others
+    # on the key left). The estimate moves up under the probe, the pace never steps back
+    # (no second plateau) and doubles within RESTART_DOUBLING from then on.
     pacer = _pacing.Pacer(None)
     pacer.rate = R / 4
     pacer._cut(0.0, 0, pacer.rate * (1 - _pacing.MARGIN))
-    now, seq, restarted = 0.0, 0, None
+    now, seq, restarted, at_restart, last = 0.0, 0, None, 0.0, 0.0
     while now < 60.0:
         seq += 1
         before = pacer.rate
         pacer.started(now, seq)
         assert pacer.pace is not None
+        if restarted is not None:
+            assert pacer.pace >= last * 0.999  # never a step back
         if restarted is None and pacer.rate != before:
-            restarted = now
-        if restarted is not None and pacer.pace > pacer.rate:
+            restarted, at_restart = now, last
+        if restarted is not None and pacer.pace >= 2 * at_restart:
             break
+        last = pacer.pace
         now += 1.0 / pacer.pace
-    assert restarted is not None and pacer.rate == pytest.approx(R / 2)
-    assert now - restarted <= 1.5 * _pacing.FIRST_BACK
+    top = 1 + _pacing.PROBE_CUBIC * _pacing.MARGIN
+    assert restarted is not None and restarted > 5.0  # a first plateau at the estimate, though
+    assert pacer.pace >= 2 * at_restart
+    assert now - restarted <= 1.1 * _pacing.RESTART_DOUBLING
+    assert pacer.rate >= _pacing.PROBE_MAX * (R / 4) / top
