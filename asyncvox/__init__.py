@@ -29,7 +29,7 @@ from .errors import (
     ServerError,
 )
 from .fleet import FleetState, RedisFleet
-from .limits import Governor, GovernorState, RetryBudget
+from .limits import Governor, GovernorState
 from .models import (
     Call,
     CallError,
@@ -49,7 +49,7 @@ from .models import (
 )
 from .outcomes import BatchStats, FetchOutcome
 from .request import USE_CLIENT_DEFAULT
-from .retry import RetryPolicy
+from .retry import RetryBudget, RetryPolicy
 from .stream import CallStream
 from .sync import fetch_calls_sync, get_call_sync
 from .transport import AiohttpTransport, Response, Transport

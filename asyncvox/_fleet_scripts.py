@@ -88,13 +88,13 @@ local function num(v, lo, hi)
 end
 local function load(key)
   local v = redis.call('HMGET', key, 'rate', 'pace0', 'cut_at', 'k', 'measured_at', 'first_at',
-    'steady', 'emergency', 'confirmed', 'probe_at')
+    'steady', 'emergency', 'confirmed', 'probe_at', 'procs')
   local s = {{
     rate = num(v[1], {MIN_RATE}, {MAX_RATE}), pace0 = num(v[2], {MIN_RATE}, {MAX_RATE}),
     cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {UNTOLD.k_max}),
     measured_at = num(v[5], 0, now) or 0, first_at = num(v[6], 0, now) or 0,
     steady = num(v[7], 0, 3) or 0, emergency = num(v[8], 0, 1) or 0,
-    confirmed = num(v[9], 0, 1) or 0, probe_at = num(v[10], 0, now),
+    confirmed = num(v[9], 0, 1) or 0, probe_at = num(v[10], 0, now), procs = num(v[11], 0, 1e6),
   }}
   if s.rate == nil or s.pace0 == nil or s.cut_at == nil or s.k == nil
     or s.probe_at == nil then
@@ -172,7 +172,8 @@ local function cut(rate, pace, measured, steady, emergency, back)
   local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,
     'k', tostring(k), 'steady', steady, 'emergency', emergency)
-  if measured then redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', 1) end
+  -- (how many processes reported when the estimate was measured: see `grew` below)
+  if measured then redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', 1, 'procs', processes) end
   redis.call('PUBLISH', channel, string.format('cut %s %d %d', NOW, rate * 1000, pace * 1000))
   return rate
 end
@@ -204,10 +205,19 @@ if refused > 0 then
       if s.emergency == 0 and measured >= (1 - 3 * margin) * pace then
         estimate = math.max(estimate, (1 - margin) * math.min(pace, (1 + 2 * margin) * s.rate))
       end
-      if now - s.first_at < 2 * {MEASURE_GAP_US} then estimate = math.max(estimate, 0.5 * s.rate) end
+      -- Within two seconds of a guess (the first refusal's, or one raised to what the
+      -- fleet was admitted), the reports, over the last two seconds, hold the climb from
+      -- before it: halve at most, and an estimate that only this floor holds up is no
+      -- measurement (it stays a guess: probed past by doubling, raised to what the fleet
+      -- is admitted).
+      local floored = false
+      if now - s.first_at < 2 * {MEASURE_GAP_US} and estimate < 0.5 * s.rate then
+        estimate, floored = 0.5 * s.rate, true
+      end
       local steady = 0
       if math.abs(estimate - s.rate) <= {STEADY} * s.rate then steady = math.min(s.steady + 1, 3) end
       rate = cut(estimate, math.min(pace, (1 - margin) * estimate), true, steady, 0)
+      if floored then redis.call('HSET', KEYS[1], 'confirmed', 0) end
     else
       -- refusals go on after the cut: the limit fell (or the estimate was high); slow
       -- down to what was admitted (at most to a quarter per step), and aim the probe at
@@ -236,6 +246,9 @@ end
 -- Until an onset confirms it, the estimate is a guess, and no guess stands below what the
 -- fleet is admitted now: a first refusal made while most processes had not reported yet
 -- (a restarted Redis, processes rejoining one by one) would guess their few requests.
+-- Nor does a confirmed estimate once more processes report than when it was set: one
+-- measured while others ran on their own limits (not rejoined yet) is the members' share,
+-- and a process that joins brings what it was admitted on its own.
 -- (The state is read again: the cuts above may have changed it; read once more only if
 -- this one does.) Not while everything is refused: then what the fleet was admitted is
 -- the slow start that exhausted a window, and the pause's estimate is the better guess.
@@ -246,9 +259,11 @@ local pausing = pause_ms > 0 or pause_until > now
 -- (Nor while the pace is already above it: the probe is past the guess, and a cut to it
 -- would pull the pace back, again at every sync, a crawl up instead of a doubling.)
 local s3pace = s3 and pace_of(s3, margin, now) or 0
-if s3 ~= nil and s3.confirmed == 0 and got > s3.rate and s3pace < got and now - s3.cut_at >= {GUARD_US}
-  and not pausing then
+local grew = s3 ~= nil and processes > (s3.procs or processes)
+if s3 ~= nil and (s3.confirmed == 0 or grew) and got > s3.rate and s3pace < got
+  and now - s3.cut_at >= {GUARD_US} and not pausing then
   rate = cut(got, s3pace, false, 0, 0, {FIRST_BACK:g})
+  redis.call('HSET', KEYS[1], 'procs', processes, 'first_at', NOW)
   s3 = load(KEYS[1])
 end
 local pace = -1

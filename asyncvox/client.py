@@ -24,11 +24,11 @@ from ._fleet_scripts import fleet_keys
 from ._version import __version__
 from .errors import ConfigurationError
 from .fleet import REDIS_URL_ENV, RedisFleet
-from .limits import Governor, RetryBudget
+from .limits import Governor
 from .models import Call
 from .outcomes import FetchOutcome
 from .request import USE_CLIENT_DEFAULT, Requester, UseClientDefault, check_call_id
-from .retry import RetryPolicy
+from .retry import RetryBudget, RetryPolicy
 from .stream import CallStream
 from .transport import AiohttpTransport, Transport
 from .waiting import PollPolicy, ReadyPredicate, Waiting, check_wait, wait_for_one

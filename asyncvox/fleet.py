@@ -345,8 +345,12 @@ class FleetLink:
 
     async def _sync_once(self) -> bool:
         counts = self._counts()
-        refused = max(0, counts.refused - self._reported)
-        pause_ms, self._pause_ms = self._pause_ms, 0.0
+        # Refusals (and pauses) met on this process's own limits, before a rejoin, are no
+        # news for the fleet: reported now they would read as a fresh onset, measured from
+        # the few processes back so far.
+        member = self._state == "fleet"
+        refused = max(0, counts.refused - self._reported) if member else 0
+        pause_ms, self._pause_ms = (self._pause_ms if member else 0.0), 0.0
         sent = time.monotonic()
         reply = await self._call(
             False,

@@ -35,72 +35,11 @@ from ._fleet_scripts import FleetKeys
 from ._testmode import is_testing
 from .errors import APITimeoutError, ConfigurationError, RateLimitError
 from .fleet import FleetCounts, FleetLink, FleetState, RedisFleet
+from .retry import RetryBudget
 
 __all__ = ["Governor", "GovernorState", "RetryBudget"]
 
 logger = logging.getLogger("asyncvox")
-
-
-class RetryBudget:
-    """Retries allowed as a fraction of recent first attempts, plus a small reserve.
-
-    Like Finagle's ``RetryBudget`` and gRPC's retry throttling: every first attempt
-    deposits ``ratio`` of a token (up to ``max_balance``), every retry withdraws one; a
-    reserve refilled at ``min_per_second`` (up to that many tokens) keeps a small batch, or
-    the tail of a large one, from being starved.
-
-    Defaults: ``ratio=0.5`` means a server failing every request sees about 1.5x the first
-    attempts (plus the reserve), while a batch in which a fifth of the ids fail once or
-    twice (0.2-0.4 retries per first attempt) never runs dry. 429s do not draw on it:
-    throttling is handled by the governor's pause and in-flight limit.
-    """
-
-    __slots__ = (
-        "_balance",
-        "_credited",
-        "_reserve",
-        "_stamp",
-        "first_attempts",
-        "max_balance",
-        "min_per_second",
-        "ratio",
-        "refused",
-    )
-
-    def __init__(self, ratio: float = 0.5, min_per_second: float = 10.0, max_balance: float = 100.0) -> None:
-        settings = {"ratio": ratio, "min_per_second": min_per_second, "max_balance": max_balance}
-        for name, value in settings.items():
-            if not value >= 0:
-                raise ConfigurationError(f"RetryBudget {name} must be >= 0, got {value!r}")
-        self.ratio = ratio
-        self.min_per_second = min_per_second
-        self.max_balance = max_balance
-        #: Incremented by the request path on every first attempt (a bare ``+= 1``).
-        self.first_attempts = 0
-        self._credited = 0
-        self._balance = 0.0
-        self._reserve = min_per_second
-        self._stamp = time.monotonic()
-        #: Retries refused because the budget was empty.
-        self.refused = 0
-
-    def try_withdraw(self) -> bool:
-        """Take one retry from the budget; ``False`` when it is empty."""
-        new = self.first_attempts - self._credited
-        if new:
-            self._credited = self.first_attempts
-            self._balance = min(self.max_balance, self._balance + new * self.ratio)
-        now = time.monotonic()
-        self._reserve = min(self.min_per_second, self._reserve + (now - self._stamp) * self.min_per_second)
-        self._stamp = now
-        if self._balance >= 1.0:
-            self._balance -= 1.0
-            return True
-        if self._reserve >= 1.0:
-            self._reserve -= 1.0
-            return True
-        self.refused += 1
-        return False
 
 
 class GovernorState(NamedTuple):

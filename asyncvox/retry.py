@@ -1,4 +1,5 @@
-"""The retry policy: what is transient, how long to wait, when to give up.
+"""The retry policy: what is transient, how long to wait, when to give up; and the
+:class:`RetryBudget` that bounds how many retries a client makes in all.
 
 Built on tenacity and kept visible: :meth:`RetryPolicy.retrying` returns a plain
 :class:`tenacity.AsyncRetrying` that a caller can inspect or copy. The client only enters
@@ -32,12 +33,21 @@ from .errors import (
     RateLimitError,
 )
 
-__all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_testing", "is_transient", "set_testing", "testing"]
+__all__ = [
+    "TRANSIENT_STATUSES",
+    "RetryBudget",
+    "RetryPolicy",
+    "is_testing",
+    "is_transient",
+    "set_testing",
+    "testing",
+]
 
 logger = logging.getLogger("asyncvox")
 
 #: HTTP statuses worth another attempt: the server is throttling or briefly failing.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
 
 def set_testing(on: bool) -> None:
     """Deprecated: use :func:`asyncvox.set_testing`."""
@@ -231,3 +241,65 @@ class _LogRetry:
             f" {status}" if status is not None else "",
             retry_state.upcoming_sleep,
         )
+
+
+class RetryBudget:
+    """Retries allowed as a fraction of recent first attempts, plus a small reserve.
+
+    Like Finagle's ``RetryBudget`` and gRPC's retry throttling: every first attempt
+    deposits ``ratio`` of a token (up to ``max_balance``), every retry withdraws one; a
+    reserve refilled at ``min_per_second`` (up to that many tokens) keeps a small batch, or
+    the tail of a large one, from being starved.
+
+    Defaults: ``ratio=0.5`` means a server failing every request sees about 1.5x the first
+    attempts (plus the reserve), while a batch in which a fifth of the ids fail once or
+    twice (0.2-0.4 retries per first attempt) never runs dry. 429s do not draw on it:
+    throttling is handled by the governor's pause and in-flight limit.
+    """
+
+    __slots__ = (
+        "_balance",
+        "_credited",
+        "_reserve",
+        "_stamp",
+        "first_attempts",
+        "max_balance",
+        "min_per_second",
+        "ratio",
+        "refused",
+    )
+
+    def __init__(self, ratio: float = 0.5, min_per_second: float = 10.0, max_balance: float = 100.0) -> None:
+        settings = {"ratio": ratio, "min_per_second": min_per_second, "max_balance": max_balance}
+        for name, value in settings.items():
+            if not value >= 0:
+                raise ConfigurationError(f"RetryBudget {name} must be >= 0, got {value!r}")
+        self.ratio = ratio
+        self.min_per_second = min_per_second
+        self.max_balance = max_balance
+        #: Incremented by the request path on every first attempt (a bare ``+= 1``).
+        self.first_attempts = 0
+        self._credited = 0
+        self._balance = 0.0
+        self._reserve = min_per_second
+        self._stamp = time.monotonic()
+        #: Retries refused because the budget was empty.
+        self.refused = 0
+
+    def try_withdraw(self) -> bool:
+        """Take one retry from the budget; ``False`` when it is empty."""
+        new = self.first_attempts - self._credited
+        if new:
+            self._credited = self.first_attempts
+            self._balance = min(self.max_balance, self._balance + new * self.ratio)
+        now = time.monotonic()
+        self._reserve = min(self.min_per_second, self._reserve + (now - self._stamp) * self.min_per_second)
+        self._stamp = now
+        if self._balance >= 1.0:
+            self._balance -= 1.0
+            return True
+        if self._reserve >= 1.0:
+            self._reserve -= 1.0
+            return True
+        self.refused += 1
+        return False

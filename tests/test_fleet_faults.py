@@ -65,6 +65,36 @@ async def test_redis_down_at_start_falls_back_once_and_rejoins(
             down.kill()
 
 
+async def test_refusals_met_on_its_own_limits_are_not_news_for_the_fleet_it_rejoins(
+    tmp_path: pathlib.Path, limited: DemoServer
+) -> None:
+    # Reported at the rejoin, a process's refusals from its time alone read as a fresh
+    # onset, measured from the few processes back so far: the fleet paced at a fraction
+    # of the limit for many seconds after Redis came back.
+    down = RedisServer(tmp_path)
+    async with asyncvox.Client(
+        API_KEY, limited.base_url, fleet=_fleet(down.url), max_retries=20, concurrency=64
+    ) as client:
+        outcomes = await client.fetch_calls([f"a-{i}" for i in range(600)])
+        assert all(o.call is not None for o in outcomes)
+        assert client.governor.throttled > 0  # refused on its own limits, Redis down
+        down.start()
+        try:
+            link = _link(client)
+            assert await link._sync_once()
+            assert client.governor.fleet_state is not None
+            assert client.governor.fleet_state.state == "fleet"
+            r = down.client()
+            try:
+                state = r.hgetall(fleet_keys(limited.base_url, API_KEY).rate)
+            finally:
+                r.close()
+            assert state == {}  # no refusal reported, no rate guessed from it
+            assert not link.paced
+        finally:
+            down.kill()
+
+
 async def test_redis_killed_mid_batch_loses_nothing(redis_server: RedisServer, limited: DemoServer) -> None:
     async with asyncvox.Client(
         API_KEY, limited.base_url, fleet=_fleet(redis_server.url), max_retries=20
