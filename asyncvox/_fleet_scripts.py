@@ -20,7 +20,8 @@ Keys, for one API (its base URL) and one api key (a keyed hash of it, never the 
                                           clock, held back while the pace is idle) (µs,
                                           Redis clock), k (s: the probe's
                                           climb back), steady, emergency,
-                                          confirmed (0/1: an onset measured it)
+                                          confirmed (0/1: an onset measured it),
+                                          procs (processes reporting when measured)
                                                                      TTL RATE_TTL
     asyncvox:{<host/path>|<hash>}:gcra    string: the next free start time (µs)   TTL GCRA_TTL
     asyncvox:{<host/path>|<hash>}:procs   hash: per process (a random token), what it
@@ -172,8 +173,12 @@ local function cut(rate, pace, measured, steady, emergency, back)
   local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,
     'k', tostring(k), 'steady', steady, 'emergency', emergency)
-  -- (how many processes reported when the estimate was measured: see `grew` below)
-  if measured then redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', 1, 'procs', processes) end
+  -- `measured`: false, or 'confirmed' (an onset's measurement) or 'guess' (one an onset is
+  -- still to confirm); either keeps when, and how many processes reported (see `grew`)
+  if measured then
+    redis.call('HSET', KEYS[1], 'measured_at', NOW, 'confirmed', measured == 'confirmed' and 1 or 0,
+      'procs', processes)
+  end
   redis.call('PUBLISH', channel, string.format('cut %s %d %d', NOW, rate * 1000, pace * 1000))
   return rate
 end
@@ -189,9 +194,8 @@ if refused > 0 then
     -- its overshoot's: the guard; then the emergency's or an onset's)
     local guess = math.max(got, went)
     if guess >= {MIN_RATE} then
-      redis.call('HSET', KEYS[1], 'first_at', NOW, 'confirmed', 0)
-      rate = cut(guess, 0.5 * guess, true, 0, 0, {FIRST_BACK:g})
-      redis.call('HSET', KEYS[1], 'confirmed', 0)
+      redis.call('HSET', KEYS[1], 'first_at', NOW)
+      rate = cut(guess, 0.5 * guess, 'guess', 0, 0, {FIRST_BACK:g})
     end
   elseif now - s.cut_at >= {GUARD_US} then
     local pace = pace_of(s, margin, now)
@@ -216,8 +220,8 @@ if refused > 0 then
       end
       local steady = 0
       if math.abs(estimate - s.rate) <= {STEADY} * s.rate then steady = math.min(s.steady + 1, 3) end
-      rate = cut(estimate, math.min(pace, (1 - margin) * estimate), true, steady, 0)
-      if floored then redis.call('HSET', KEYS[1], 'confirmed', 0) end
+      local kind = floored and 'guess' or 'confirmed'
+      rate = cut(estimate, math.min(pace, (1 - margin) * estimate), kind, steady, 0)
     else
       -- refusals go on after the cut: the limit fell (or the estimate was high); slow
       -- down to what was admitted (at most to a quarter per step), and aim the probe at

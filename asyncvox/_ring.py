@@ -84,7 +84,7 @@ class StartRing:
             return 0.0
         oldest = self.oldest(seq)
         since = now - span
-        low = self.first_after(since, seq) if oldest <= since else max(1, seq - _MASK)
+        low = self.first_after(since, seq)  # the oldest remembered, if all are later
         if self.at(low) <= since:
             return 0.0  # nothing started in the span
         refused = 0 if count_refused else self._refused_from(low, seq)
