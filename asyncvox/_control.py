@@ -123,6 +123,8 @@ class Controller:
         "_pacer",
         "_pause_len",
         "_pause_seq",
+        "_report_from",
+        "_report_seq",
         "_run_len",
         "_run_seq",
         "_run_t0",
@@ -202,6 +204,11 @@ class Controller:
         self._chain_admitted = 0  # starts admitted in the chain, each before a pause after it
         self._share = 1  # processes sharing the limit (a fleet), as last told
         self._share_released = False  # whether the shared pace gave the divided window back
+        # A fleet's report counts admitted starts from here on (see admitted_lately): the
+        # first refused start's time, then the first admitted one's after it; or the
+        # time the fleet's pace began, if earlier (shared_pace).
+        self._report_from = -math.inf
+        self._report_seq = 0  # the start that set _report_from; -1 once it is an admitted one
 
     # -- readable state ----------------------------------------------------------------
 
@@ -242,9 +249,20 @@ class Controller:
         """Whether slow start is still growing the cap (nothing pushed back yet)."""
         return self._slow_start and self.cap < self.ceiling
 
-    def admitted_lately(self, now: float, span: float = 2.0) -> float:
-        """Starts admitted per second over the last ``span`` seconds (a fleet's report)."""
-        return self._pacer.admitted_lately(now, self._seq, span)
+    def admitted_lately(self, now: float, span: float = 2.0, from_edge: bool = False) -> float:
+        """Starts admitted per second over the last ``span`` seconds (a fleet's report).
+
+        ``from_edge``: never from before the first refusal, nor from before the first
+        start admitted after it, once there is one (what an onset measures the rate by).
+        A window's limiter exhausted by slow start grants its first window in a lump and
+        then nothing up to the window's edge, so a span reaching back over that lump
+        holds it on top of the next window's grant (the fleet took a third too much for
+        the rate and probed into the limit for seconds). From the edge on, the next
+        window's grant over at least a second is its rate. (Not what an emergency slows
+        down to: before the edge that reads nothing at all.)
+        """
+        since = self._report_from if from_edge else -math.inf
+        return self._pacer.admitted_lately(now, self._seq, span, since)
 
     def started_lately(self, now: float, span: float = 0.25) -> float:
         """Starts per second over the last ``span`` seconds (a fleet's report)."""
@@ -288,7 +306,15 @@ class Controller:
     def shared_pace(self) -> None:
         """A fleet's shared pace now holds the load: the window divided for slow start is
         given back (once; cut by a refusal it would grow back a step per batch). The cap
-        is still cut on evidence of too many at once."""
+        is still cut on evidence of too many at once.
+
+        A fleet's report counts admitted starts from the last start before it (see
+        :meth:`admitted_lately`), unless a refusal of this process's own came first: the
+        starts before were slow start's, part of the first lump a window granted, though
+        none of this process's was refused.
+        """
+        if not self._report_seq and self._seq:
+            self._report_from, self._report_seq = self._starts[self._seq & _RING_MASK], -1
         if self._share > 1 and not self._share_released:
             self._share_released = True
             self.cap = max(self.cap, self.ceiling)
@@ -324,11 +350,13 @@ class Controller:
         """The request was refused for load: a 429, or a 503 with ``Retry-After``."""
         self.in_flight -= 1
         self.throttles += 1
+        seq, depth = ticket >> _DEPTH_BITS, ticket & _DEPTH_MASK
+        started = now - latency
         if self._depths is None:
             self._depths = [0] * DEPTHS
             self._slow_start = False
-        seq, depth = ticket >> _DEPTH_BITS, ticket & _DEPTH_MASK
-        started = now - latency
+            if not self._report_seq:
+                self._report_from, self._report_seq = started, seq
         pacer = self._pacer
         pacer.note_refused(seq)
         if seq <= self._pause_seq:
@@ -361,6 +389,8 @@ class Controller:
     def _admitted(self, started: float, ticket: int) -> None:
         """Keep an admitted start's depth; one after a pause ends the chain of pauses."""
         seq = ticket >> _DEPTH_BITS
+        if seq > self._report_seq >= 0:
+            self._report_from, self._report_seq = started, -1
         if self._pause_len and seq > self._chain_seq:
             if seq > self._pause_seq:
                 self._pause_len = 0.0

@@ -25,8 +25,9 @@ Keys, for one API (its base URL) and one api key (a keyed hash of it, never the 
                                                                      TTL RATE_TTL
     asyncvox:{<host/path>|<hash>}:gcra    string: the next free start time (µs)   TTL GCRA_TTL
     asyncvox:{<host/path>|<hash>}:procs   hash: per process (a random token), what it
-                                          was admitted and sent lately and when it said
-                                          so, "<req/s>:<req/s>:<µs>"  TTL PROCS_TTL
+                                          was admitted and sent lately, admitted since
+                                          its window's edge, and when it said so,
+                                          "<req/s>:<req/s>:<req/s>:<µs>"  TTL PROCS_TTL
     asyncvox:{<host/path>|<hash>}:pause   string: when the fleet-wide pause ends (µs)
                                                                      TTL the pause
     asyncvox:{<host/path>|<hash>}:news    a pub/sub channel (stores nothing): cuts of
@@ -131,7 +132,8 @@ end
 #: KEYS: rate, procs, pause. ARGV: token, admitted (req/s, this process over the last two
 #: seconds), sent (req/s, over the last quarter second), refused
 #: (refusals since the last sync), pause_ms, margin, the news channel (a cut or a pause
-#: is published there: :mod:`asyncvox._fleet_events`). Records the report; on refusals
+#: is published there: :mod:`asyncvox._fleet_events`), admitted since the window's edge
+#: (req/s, as admitted; what an onset measures by). Records the report; on refusals
 #: measures the fleet's admitted rate (an onset) or slows down (refusals going on after
 #: a cut); lets a probe that found nothing at twice the estimate start over there;
 #: publishes a pause. Returns {now_us, rate * 1000 or -1, pace * 1000 or -1,
@@ -143,25 +145,26 @@ local token = ARGV[1]
 local admitted, sent = math.max(0, tonumber(ARGV[2]) or 0), math.max(0, tonumber(ARGV[3]) or 0)
 local refused, pause_ms = tonumber(ARGV[4]) or 0, tonumber(ARGV[5]) or 0
 local margin, channel = tonumber(ARGV[6]), ARGV[7]
-redis.call('HSET', KEYS[2], token, string.format('%.3f:%.3f:%d', admitted, sent, now))
+local edged = math.max(0, tonumber(ARGV[8]) or admitted)
+redis.call('HSET', KEYS[2], token, string.format('%.3f:%.3f:%.3f:%d', admitted, sent, edged, now))
 redis.call('EXPIRE', KEYS[2], {PROCS_TTL})
--- what the fleet was admitted (and sent) lately: the sums of the fresh reports, and how
--- many processes made them
+-- what the fleet was admitted (and sent, and admitted since each one's window edge)
+-- lately: the sums of the fresh reports, and how many processes made them
 local function fleet_lately()
   local all = redis.call('HGETALL', KEYS[2])
-  local got, went, n = 0, 0, 0
+  local got, went, edged, n = 0, 0, 0, 0
   for i = 1, #all, 2 do
-    local a, w, at = string.match(all[i + 1], '^([^:]+):([^:]+):(%d+)$')
-    a, w, at = num(a, 0, {MAX_RATE}), num(w, 0, {MAX_RATE}), num(at, 0, now)
-    if a == nil or w == nil or at == nil or at < now - {PROCS_TTL * 1_000_000} then
+    local a, w, e, at = string.match(all[i + 1], '^([^:]+):([^:]+):([^:]+):(%d+)$')
+    a, w, e, at = num(a, 0, {MAX_RATE}), num(w, 0, {MAX_RATE}), num(e, 0, {MAX_RATE}), num(at, 0, now)
+    if a == nil or w == nil or e == nil or at == nil or at < now - {PROCS_TTL * 1_000_000} then
       redis.call('HDEL', KEYS[2], all[i])
     elseif at >= now - {FRESH_US} then
-      got, went, n = got + a, went + w, n + 1
+      got, went, edged, n = got + a, went + w, edged + e, n + 1
     end
   end
-  return got, went, n
+  return got, went, edged, n
 end
-local got, went, processes = fleet_lately()
+local got, went, edged, processes = fleet_lately()
 -- pace at `pace` from now on, climbing back to the estimate `rate` concavely (a limit
 -- measured again where it was, `steady` times in a row, is climbed back to more slowly)
 local function cut(rate, pace, measured, steady, emergency, back)
@@ -188,19 +191,25 @@ if refused > 0 then
   redis.call('HSET', KEYS[1], 'refused_at', NOW)
   redis.call('EXPIRE', KEYS[1], {RATE_TTL})
   if s == nil then
-    -- the fleet's first refusal: what it sent lately bounds the rate from above (slow
-    -- start doubled in the last round trip); pace at half of it, climbing back within
-    -- FIRST_BACK, until an onset measures better (the first refusals after this one are
-    -- its overshoot's: the guard; then the emergency's or an onset's)
-    local guess = math.max(got, went)
+    -- the fleet's first refusal: guess what it was admitted over the last second (a
+    -- window's limiter just exhausted granted that much; paced at half of it, the fleet
+    -- climbs back within FIRST_BACK, and past by doubling, until an onset measures
+    -- better). Admitted much less than it sent (a bucket's small burst, the fleet's
+    -- first second): what it sent bounds the rate from above (slow start doubled in the
+    -- last round trip). (The first refusals after this one are its overshoot's: the
+    -- guard; then the emergency's or an onset's.) Guessed from what eight processes
+    -- sent, a window's limiter was paced at twice its grant, refused all the way.
+    local guess = got >= 0.25 * went and got or went
     if guess >= {MIN_RATE} then
       redis.call('HSET', KEYS[1], 'first_at', NOW)
       rate = cut(guess, 0.5 * guess, 'guess', 0, 0, {FIRST_BACK:g})
     end
   elseif now - s.cut_at >= {GUARD_US} then
     local pace = pace_of(s, margin, now)
-    local measured = got
     if now - s.measured_at >= {MEASURE_GAP_US} then
+      -- (what the fleet was admitted since the window's edge: a span reaching back over
+      -- the first window's lump would hold it on top of the next window's grant)
+      local measured = edged
       -- an onset: the limiter is just exhausted, what it admitted lately is its rate;
       -- refused at a pace crossing slowly upward, the limit is not far below that pace
       -- (unless the last cut was an emergency's, or the fleet got clearly less than the
@@ -226,7 +235,7 @@ if refused > 0 then
       -- refusals go on after the cut: the limit fell (or the estimate was high); slow
       -- down to what was admitted (at most to a quarter per step), and aim the probe at
       -- most at twice that
-      local p = math.max(0.25 * pace, math.min(pace, (1 - margin) * measured))
+      local p = math.max(0.25 * pace, math.min(pace, (1 - margin) * got))
       rate = cut(math.min(s.rate, 2 * p), p, false, 0, 1)
     end
   end
@@ -264,9 +273,11 @@ local pausing = pause_ms > 0 or pause_until > now
 -- would pull the pace back, again at every sync, a crawl up instead of a doubling.)
 local s3pace = s3 and pace_of(s3, margin, now) or 0
 local grew = s3 ~= nil and processes > (s3.procs or processes)
-if s3 ~= nil and (s3.confirmed == 0 or grew) and got > s3.rate and s3pace < got
+-- (Admitted since each one's window edge: a young fleet's first window granted in a lump
+-- is no rate.)
+if s3 ~= nil and (s3.confirmed == 0 or grew) and edged > s3.rate and s3pace < edged
   and now - s3.cut_at >= {GUARD_US} and not pausing then
-  rate = cut(got, s3pace, false, 0, 0, {FIRST_BACK:g})
+  rate = cut(edged, s3pace, false, 0, 0, {FIRST_BACK:g})
   redis.call('HSET', KEYS[1], 'procs', processes, 'first_at', NOW)
   s3 = load(KEYS[1])
 end

@@ -29,6 +29,7 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from ._ring import RING, Counted, StartRing
@@ -393,15 +394,16 @@ class Pacer:
             since = max(since, self._first_refused)
         return self._ring.counted(since, end, seq, MIN_SPAN)
 
-    def admitted_lately(self, now: float, seq: int, span: float) -> float:
+    def admitted_lately(self, now: float, seq: int, span: float, since: float = -math.inf) -> float:
         """Starts admitted per second over the last ``span`` seconds (up to start ``seq``),
         for a fleet's report: what this process got, whether or not it was refused.
 
-        Over at least a second, however young the process: a window's limiter grants a
-        whole window to a first burst, which over the burst's own time looks like twice
-        the rate or more (a young fleet's emergencies and pauses measured it so).
+        Not from before ``since``, and over at least a second, however young the process
+        or late ``since``: a window's limiter grants a whole window to a first burst,
+        which over the burst's own time looks like twice the rate or more (a young
+        fleet's emergencies and pauses measured it so).
         """
-        return self._ring.lately(now, seq, span, count_refused=False, least=1.0)
+        return self._ring.lately(now, seq, span, count_refused=False, least=1.0, since=since)
 
     def started_lately(self, now: float, seq: int, span: float) -> float:
         """Starts per second over the last ``span`` seconds, refused or not (a fleet's

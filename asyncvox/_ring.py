@@ -8,6 +8,7 @@ bisection without a pass over every start.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import NamedTuple
 
@@ -76,14 +77,16 @@ class StartRing:
             return None
         return Counted(seq - low + 1 - self._refused_from(low, seq), end - since)
 
-    def lately(self, now: float, seq: int, span: float, count_refused: bool, least: float) -> float:
+    def lately(
+        self, now: float, seq: int, span: float, count_refused: bool, least: float, since: float = -math.inf
+    ) -> float:
         """Starts per second over the last ``span`` seconds up to start ``seq`` (admitted
-        only, unless ``count_refused``), or since the first start if later, but over at
-        least ``least`` seconds (a process's first burst is not a rate)."""
+        only, unless ``count_refused``), or since the first start or ``since`` if later,
+        but over at least ``least`` seconds (a process's first burst is not a rate)."""
         if seq < 1:
             return 0.0
         oldest = self.oldest(seq)
-        since = now - span
+        since = max(now - span, since)
         low = self.first_after(since, seq)  # the oldest remembered, if all are later
         if self.at(low) <= since:
             return 0.0  # nothing started in the span

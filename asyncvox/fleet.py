@@ -134,6 +134,9 @@ class FleetCounts(NamedTuple):
     sent: float
     #: whether slow start is still growing (then the link syncs every FAST_SYNC s)
     growing: bool
+    #: as ``admitted``, but not from before the window's edge after the first refusal
+    #: (what an onset measures the rate by: :meth:`Controller.admitted_lately`)
+    measured: float
 
 
 class FleetState(NamedTuple):
@@ -363,6 +366,7 @@ class FleetLink:
                 f"{pause_ms:.0f}",
                 MARGIN,
                 self.keys.news,
+                f"{counts.measured:.3f}",
             ],
         )
         if reply is None or len(reply) != 5:

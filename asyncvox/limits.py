@@ -358,7 +358,13 @@ class Governor:
         # Read from the start ring, not counted: the fast path pays nothing for the
         # fleet's batched reports.
         now = time.monotonic()
-        return FleetCounts(ctl.throttles, ctl.admitted_lately(now), ctl.started_lately(now), ctl.growing)
+        return FleetCounts(
+            ctl.throttles,
+            ctl.admitted_lately(now),
+            ctl.started_lately(now),
+            ctl.growing,
+            ctl.admitted_lately(now, from_edge=True),
+        )
 
     def _fleet_changed(self) -> None:
         """The fleet's verdict changed (paced or not, a lease, a fault): start waiters again."""

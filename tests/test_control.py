@@ -306,6 +306,53 @@ def test_a_young_process_reports_its_first_burst_over_a_second_not_over_its_own_
     assert ctl.admitted_lately(1.45) == pytest.approx(200 / 1.45, rel=0.02)
 
 
+def test_a_report_never_reaches_back_over_the_lump_a_window_granted_before_its_edge() -> None:
+    # Slow start exhausts a 100-per-second window in its first 0.4 s; refused up to the
+    # window's edge at 1.0 s, then paced at 125/s it exhausts the next window at 1.8 s.
+    # Over the last two seconds that is 200 in 1.8 s, 111/s; a young fleet summing such
+    # reports measured a limit a third too high and probed into it for seconds.
+    ctl = Controller(512)
+    tickets = {}
+    for i in range(100):  # admitted in the first window
+        tickets[i] = (i * 0.004, ctl.on_start(i * 0.004))
+    for i in range(100, 160):  # refused up to its edge
+        tickets[i] = (0.4 + (i - 100) * 0.01, ctl.on_start(0.4 + (i - 100) * 0.01))
+    for i in range(160, 260):  # the next window's grant, at 125/s
+        tickets[i] = (1.0 + (i - 160) * 0.008, ctl.on_start(1.0 + (i - 160) * 0.008))
+    for i, (at, ticket) in sorted(tickets.items()):
+        if 100 <= i < 160:
+            ctl.on_throttle(at + 0.05, 0.05, ticket, 1.0, 429)
+        else:
+            ctl.on_success(at + 0.05, 0.05, ticket)
+    # From the edge (the first start admitted after a refusal): one window's grant,
+    # over at least a second.
+    assert ctl.admitted_lately(1.85, from_edge=True) == pytest.approx(100 / 1.0, rel=0.02)
+    assert ctl.admitted_lately(1.85) == pytest.approx(200 / 1.85, rel=0.02)  # (the lump too)
+    # Before the edge, nothing from before the first refusal: the lump is not a rate.
+    early = Controller(512)
+    first = [early.on_start(i * 0.004) for i in range(100)]
+    refused = early.on_start(0.4)
+    for i, ticket in enumerate(first):
+        early.on_success(i * 0.004 + 0.05, 0.05, ticket)
+    early.on_throttle(0.45, 0.05, refused, 1.0, 429)
+    assert early.admitted_lately(0.9, from_edge=True) == pytest.approx(0.0)
+
+
+def test_a_report_from_a_process_the_fleet_paced_before_any_refusal_of_its_own_skips_its_lump() -> None:
+    # Its slow start was part of the lump that exhausted the window, though none of its
+    # own starts was refused: what it reports from the fleet's pace on is the rate.
+    ctl = Controller(512)
+    for i in range(100):
+        t = i * 0.004
+        ctl.on_success(t + 0.05, 0.05, ctl.on_start(t))
+    ctl.shared_pace()
+    for i in range(50):
+        t = 0.4 + i * 0.02
+        ctl.on_success(t + 0.05, 0.05, ctl.on_start(t))
+    assert ctl.admitted_lately(1.4, from_edge=True) == pytest.approx(50.0, rel=0.03)
+    assert ctl.admitted_lately(1.4) == pytest.approx(150 / 1.4, rel=0.02)
+
+
 def test_processes_sharing_a_limit_open_slow_start_with_one_window_between_them() -> None:
     ctl = Controller(64)
     assert ctl.cap == 4

@@ -1,0 +1,69 @@
+"""The fleet's Lua scripts on a real ``redis-server``, fed crafted reports: what the
+shared estimate is measured from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from _fleet import RedisServer
+
+from asyncvox._fleet_scripts import SYNC, fleet_keys
+from asyncvox._pacing import MARGIN
+
+KEYS = fleet_keys("http://127.0.0.1:1/v1", "k")
+
+
+def _report(
+    r: redis.Redis, script: Any, token: str, admitted: float, sent: float, refused: int, edged: float
+) -> list[int]:
+    args = [token, admitted, sent, refused, 0, MARGIN, KEYS.news, edged]
+    return [int(v) for v in script(keys=[KEYS.rate, KEYS.procs, KEYS.pause], args=args)]
+
+
+def test_the_first_refusal_guesses_what_the_fleet_was_admitted_not_what_it_sent(
+    redis_server: RedisServer,
+) -> None:
+    # A window's limiter exhausted by eight processes' slow start: they were admitted a
+    # window's grant over the last second (100/s together) while sending four times
+    # that. Guessed from what they sent, the fleet paced at twice the limit and climbed
+    # to four times it within a second, refused all the way.
+    r = redis_server.client()
+    script = r.register_script(SYNC)
+    for i in range(7):
+        _report(r, script, f"p{i}", admitted=12.5, sent=50.0, refused=0, edged=12.5)
+    reply = _report(r, script, "p7", admitted=12.5, sent=50.0, refused=1, edged=12.5)
+    assert reply[1] == 100_000  # the rate (x 1000)
+    assert reply[2] == 50_000  # paced at half of it, climbing back
+    r.delete(KEYS.rate, KEYS.procs)
+    # Admitted far less than a quarter of what they sent (a token bucket's small burst,
+    # the first refusal within the fleet's first second): what was sent bounds the rate.
+    for i in range(7):
+        _report(r, script, f"p{i}", admitted=2.0, sent=50.0, refused=0, edged=2.0)
+    reply = _report(r, script, "p7", admitted=2.0, sent=50.0, refused=1, edged=2.0)
+    assert reply[1] == 400_000
+    r.close()
+
+
+def test_an_onset_measures_what_was_admitted_since_the_window_edge(redis_server: RedisServer) -> None:
+    # Two seconds after slow start exhausted the first window, what the fleet was
+    # admitted over the last two seconds holds that window's lump on top of the next
+    # window's grant (130/s); since each process's window edge, the grant (100/s).
+    r = redis_server.client()
+    script = r.register_script(SYNC)
+    seconds, micros = r.time()
+    now = seconds * 1_000_000 + micros
+    ago = str(now - 3_000_000)
+    r.hset(
+        KEYS.rate,
+        mapping={
+            "rate": "120", "pace0": "110", "cut_at": ago, "probe_at": ago, "k": "2",
+            "measured_at": ago, "first_at": str(now - 5_000_000), "steady": "0",
+            "emergency": "1", "confirmed": "1", "procs": "2",
+        },
+    )
+    _report(r, script, "a", admitted=65.0, sent=70.0, refused=0, edged=50.0)
+    reply = _report(r, script, "b", admitted=65.0, sent=70.0, refused=1, edged=50.0)
+    assert reply[1] == 100_000
+    assert r.hget(KEYS.rate, "confirmed") == b"1"
+    r.close()
