@@ -42,22 +42,10 @@ import math
 from typing import NamedTuple
 
 from ._pacing import RING, Lately, Pacer
+from ._pauses import PauseChain
 
 __all__ = ["ControlState", "Controller"]
 
-#: A client-wide pause needs at least this many consecutive refused starts ...
-PAUSE_RUN = 4
-#: ... spanning at least this long (seconds; and at least two intervals of the pace).
-PAUSE_SPAN = 0.05
-#: ... or this long once starts are paced (spaced out: not one moment's burst of refusals).
-PACED_PAUSE_SPAN = 0.02
-#: A chain of pauses is over once this many starts in it were admitted, even if each
-#: started before a pause that came after it (the pace let it go with the pause's probe).
-CHAIN_ADMITTED = 8
-#: Each pause lasts this share of the time everything has been refused so far.
-PAUSE_GROWTH = 0.5
-#: The longest pause after an all-refused run whose answers carried no ``Retry-After``.
-DEFAULT_PAUSE = 1.0
 #: Latency: cut the cap when a batch's mean exceeds this multiple of the base ...
 LATENCY_HIGH = 2.0
 #: ... but never for a mean under this (seconds): an answer that fast is not a server
@@ -112,8 +100,6 @@ class Controller:
         "_batch_t0",
         "_cap_limit",
         "_cap_limit_at",
-        "_chain_admitted",
-        "_chain_seq",
         "_delivered",
         "_depths",
         "_depths_n",
@@ -121,13 +107,9 @@ class Controller:
         "_latency",
         "_latency_sum",
         "_pacer",
-        "_pause_len",
-        "_pause_seq",
+        "_pauses",
         "_report_from",
         "_report_seq",
-        "_run_len",
-        "_run_seq",
-        "_run_t0",
         "_seq",
         "_share",
         "_share_released",
@@ -195,13 +177,7 @@ class Controller:
         self._depths: list[int] | None = None
         self._depths_n = 0
         self._wall = -2  # the depth of the last refusal deeper than admitted starts go
-        self._run_seq = -1  # the run of consecutive refused starts: its last, first time, length
-        self._run_t0 = 0.0
-        self._run_len = 0
-        self._pause_seq = 0  # the last start before the last pause
-        self._pause_len = 0.0  # the last pause's length, until an admitted start ends the chain
-        self._chain_seq = 0  # the last start before the chain's first pause
-        self._chain_admitted = 0  # starts admitted in the chain, each before a pause after it
+        self._pauses = PauseChain()
         self._share = 1  # processes sharing the limit (a fleet), as last told
         self._share_released = False  # whether the shared pace gave the divided window back
         # A fleet's report counts admitted starts from here on (see admitted_lately): the
@@ -359,10 +335,10 @@ class Controller:
                 self._report_from, self._report_seq = started, seq
         pacer = self._pacer
         pacer.note_refused(seq)
-        if seq <= self._pause_seq:
+        if seq <= self._pauses.seq:
             return  # started before the last pause: says nothing new
         deep = self._too_deep(depth)
-        if self._all_refused(seq, started):
+        if self._pauses.all_refused(seq, started, pacer.pace):
             self._pause(now, retry_after, status)
         elif deep and abs(depth - self._wall) > 1:
             # Deeper than the admitted starts went, but the first time at this depth: a
@@ -391,53 +367,20 @@ class Controller:
         seq = ticket >> _DEPTH_BITS
         if seq > self._report_seq >= 0:
             self._report_from, self._report_seq = started, -1
-        if self._pause_len and seq > self._chain_seq:
-            if seq > self._pause_seq:
-                self._pause_len = 0.0
-                self._pacer.pause_over(started, seq)
-            else:
-                self._chain_admitted += 1
-                if self._chain_admitted >= CHAIN_ADMITTED:
-                    self._pause_len = 0.0
-                    self._pacer.pause_over(started, seq, measure=False)
+        ended = self._pauses.admitted(seq)
+        if ended is not None:
+            self._pacer.pause_over(started, seq, measure=ended)
         depths = self._depths
         assert depths is not None
         depths[self._depths_n % DEPTHS] = ticket & _DEPTH_MASK
         self._depths_n += 1
 
-    def _all_refused(self, seq: int, started: float) -> bool:
-        """Track runs of consecutive refused starts; true when one is long enough to pause."""
-        if self._pause_len:
-            return True  # the first answer after a pause is refused too: pause again, longer
-        if seq == self._run_seq + 1:
-            self._run_len += 1
-        elif seq > self._run_seq:
-            self._run_len, self._run_t0 = 1, started
-        else:
-            return False  # answered out of order: already counted around it
-        self._run_seq = seq
-        pace = self._pacer.pace
-        span = PAUSE_SPAN if pace is None else max(PACED_PAUSE_SPAN, 2.0 / pace)
-        return self._run_len >= PAUSE_RUN and started - self._run_t0 >= span
-
     def _pause(self, now: float, retry_after: float | None, status: int) -> None:
-        """Stop every start for half as long as everything has been refused so far.
-
-        At most the ``Retry-After``. The refusals' end is passed by at most a third of
-        their length, for one probe (a refused start) per step: the next answer says
-        whether the pause was long enough (an admitted one ends the chain).
-        """
-        longest = min(DEFAULT_PAUSE if retry_after is None else retry_after, self.max_pause)
-        wait = min(longest, max(PAUSE_GROWTH * (now - self._run_t0), PAUSE_SPAN))
-        if not self._pause_len:
-            self._chain_seq = self._seq
-            self._chain_admitted = 0
-        self._pause_len = wait
+        """Stop every start (:meth:`PauseChain.begin` says how long)."""
+        wait = self._pauses.begin(now, retry_after, self.max_pause, self._seq)
         self.paused_until = max(self.paused_until, now + wait)
         self.last_throttle_reason = f"{status}: all refused, pausing"
         self.free = False
-        self._pause_seq = self._seq
-        self._run_len = 0
         self._pacer.paused(now, self.paused_until, self._seq, Lately(self._delivered, self._latency))
 
     def _too_deep(self, depth: int) -> bool:

@@ -1,6 +1,6 @@
 """The start times one fleet process holds: leased from the shared GCRA, spent one per start.
 
-Pure bookkeeping on the local monotonic clock, no I/O: :class:`asyncvox.fleet.FleetLink`
+Pure bookkeeping on the local monotonic clock, no I/O: :class:`asyncvox._fleet_link.FleetLink`
 takes a lease from Redis (``k`` start times, ``step`` apart) and asks here when the next
 start may go. What is held is the process's share of the fleet's pace for a short span
 ahead, so the rules are about not turning held times into a burst: times missed are

@@ -1,6 +1,6 @@
 """What a fleet keeps in Redis: the key names and the Lua scripts that change them.
 
-Pure text and arithmetic, no I/O: :mod:`asyncvox.fleet` loads the scripts once
+Pure text and arithmetic, no I/O: :mod:`asyncvox._fleet_link` loads the scripts once
 (``register_script``) and runs them. Every script reads the Redis server's clock
 (``TIME``), so processes on different hosts agree on when a start may go, and every key
 it writes gets a TTL, so a fleet that stops leaves nothing behind for long.

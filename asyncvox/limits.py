@@ -31,10 +31,11 @@ from collections import deque
 from typing import NamedTuple
 
 from ._control import Controller, ControlState
+from ._fleet_link import FleetCounts, FleetLink
 from ._fleet_scripts import FleetKeys
 from ._testmode import is_testing
 from .errors import APITimeoutError, ConfigurationError, RateLimitError
-from .fleet import FleetCounts, FleetLink, FleetState, RedisFleet
+from .fleet import FleetState, RedisFleet
 from .retry import RetryBudget
 
 __all__ = ["Governor", "GovernorState", "RetryBudget"]

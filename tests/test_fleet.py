@@ -17,7 +17,7 @@ from _fleet import RedisServer, run_workers, spawn
 from conftest import API_KEY
 
 import asyncvox
-from asyncvox import _fleet_scripts
+from asyncvox import _fleet_link, _fleet_scripts
 from asyncvox.testing import DemoServer, FaultProfile
 
 LIMIT = 100
@@ -71,7 +71,7 @@ async def test_a_throttle_seen_by_one_reaches_all_at_once(
 ) -> None:
     # Every sync is a minute away (a refusal still reports at once): only news pushed to
     # the calm client can tell it.
-    monkeypatch.setattr(asyncvox.fleet, "FAST_SYNC", 60.0)
+    monkeypatch.setattr(_fleet_link, "FAST_SYNC", 60.0)
     hot_fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=60.0)
     calm_fleet = asyncvox.RedisFleet(redis_server.url, sync_interval=60.0)
     async with (

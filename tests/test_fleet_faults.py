@@ -14,8 +14,8 @@ from _fleet import RedisServer, free_port
 from conftest import API_KEY
 
 import asyncvox
+from asyncvox._fleet_link import FleetLink
 from asyncvox._fleet_scripts import fleet_keys
-from asyncvox.fleet import FleetLink
 from asyncvox.testing import DemoServer, FaultProfile
 
 pytestmark = pytest.mark.real_waits
