@@ -155,6 +155,12 @@ local function fleet_lately()
   local got, went, edged, n = 0, 0, 0, 0
   for i = 1, #all, 2 do
     local a, w, e, at = string.match(all[i + 1], '^([^:]+):([^:]+):([^:]+):(%d+)$')
+    if a == nil then
+      -- a process of an earlier release (no rate since its edge) on the same key, as in a
+      -- rolling deploy: its admitted rate stands for both
+      a, w, at = string.match(all[i + 1], '^([^:]+):([^:]+):(%d+)$')
+      e = a
+    end
     a, w, e, at = num(a, 0, {MAX_RATE}), num(w, 0, {MAX_RATE}), num(e, 0, {MAX_RATE}), num(at, 0, now)
     if a == nil or w == nil or e == nil or at == nil or at < now - {PROCS_TTL * 1_000_000} then
       redis.call('HDEL', KEYS[2], all[i])

@@ -67,3 +67,16 @@ def test_an_onset_measures_what_was_admitted_since_the_window_edge(redis_server:
     assert reply[1] == 100_000
     assert r.hget(KEYS.rate, "confirmed") == b"1"
     r.close()
+
+
+def test_a_report_of_an_earlier_release_still_counts(redis_server: RedisServer) -> None:
+    # A rolling deploy: a process of the release before wrote "<admitted>:<sent>:<µs>";
+    # dropped as malformed, the fleet would measure without it.
+    r = redis_server.client()
+    script = r.register_script(SYNC)
+    seconds, micros = r.time()
+    r.hset(KEYS.procs, "old", f"60.000:240.000:{seconds * 1_000_000 + micros}")
+    reply = _report(r, script, "new", admitted=40.0, sent=160.0, refused=1, edged=40.0)
+    assert reply[4] == 2  # both processes counted
+    assert reply[1] == 100_000  # the first guess: what both were admitted
+    r.close()
