@@ -156,7 +156,7 @@ local function fleet_lately()
   for i = 1, #all, 2 do
     local a, w, e, at = string.match(all[i + 1], '^([^:]+):([^:]+):([^:]+):(%d+)$')
     if a == nil then
-      -- a process of an earlier release (no rate since its edge) on the same key, as in a
+      -- a process of an earlier build (no rate since its edge) on the same key, as in a
       -- rolling deploy: its admitted rate stands for both
       a, w, at = string.match(all[i + 1], '^([^:]+):([^:]+):(%d+)$')
       e = a

@@ -70,7 +70,7 @@ def test_an_onset_measures_what_was_admitted_since_the_window_edge(redis_server:
 
 
 def test_a_report_of_an_earlier_release_still_counts(redis_server: RedisServer) -> None:
-    # A rolling deploy: a process of the release before wrote "<admitted>:<sent>:<µs>";
+    # A rolling deploy: a process of an earlier build wrote "<admitted>:<sent>:<µs>";
     # dropped as malformed, the fleet would measure without it.
     r = redis_server.client()
     script = r.register_script(SYNC)
