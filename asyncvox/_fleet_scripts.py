@@ -53,7 +53,6 @@ from ._pacing import (
     PROBE_MAX,
     PROBE_STARTS,
     STEADY,
-    UNTOLD,
 )
 
 __all__ = ["LEASE", "SYNC", "FleetKeys", "fleet_keys"]
@@ -74,6 +73,12 @@ FRESH_US: Final = 1_000_000
 GUARD_US: Final = 250_000
 #: Onsets closer than this (µs) to the last measurement are an emergency's business.
 MEASURE_GAP_US: Final = 1_000_000
+#: The longest climb back to a steady estimate (s). Longer than a lone process's
+#: (``UNTOLD.k_max``): that one also probes for capacity other processes on the key left
+#: when they finished, which in a fleet every member's report shows at once; here only a
+#: limit that rose is looked for, and each crossing of a window's limit costs eight
+#: processes 10-25 refusals.
+FLEET_K_MAX: Final = 10.0
 # The probe's shape is the local pacer's (:mod:`asyncvox._pacing`): one set of constants.
 
 # Shared by both scripts: the server's clock in µs, a number read back and clamped, the
@@ -93,7 +98,7 @@ local function load(key)
     'steady', 'emergency', 'confirmed', 'probe_at', 'procs')
   local s = {{
     rate = num(v[1], {MIN_RATE}, {MAX_RATE}), pace0 = num(v[2], {MIN_RATE}, {MAX_RATE}),
-    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {UNTOLD.k_max}),
+    cut_at = num(v[3], 0, now), k = num(v[4], 0.01, {FLEET_K_MAX:g}),
     measured_at = num(v[5], 0, now) or 0, first_at = num(v[6], 0, now) or 0,
     steady = num(v[7], 0, 3) or 0, emergency = num(v[8], 0, 1) or 0,
     confirmed = num(v[9], 0, 1) or 0, probe_at = num(v[10], 0, now), procs = num(v[11], 0, 1e6),
@@ -176,8 +181,8 @@ local got, went, edged, processes = fleet_lately()
 local function cut(rate, pace, measured, steady, emergency, back)
   rate = math.max({MIN_RATE}, math.min({MAX_RATE}, rate))
   pace = math.max({MIN_RATE}, math.min(rate, pace))
-  local k0 = math.min(math.max({PROBE_K:g}, {PROBE_STARTS} / rate), {UNTOLD.k_max:g})
-  back = back or math.min(k0 * 2 ^ steady, {UNTOLD.k_max:g})
+  local k0 = math.min(math.max({PROBE_K:g}, {PROBE_STARTS} / rate), {FLEET_K_MAX:g})
+  back = back or math.min(k0 * 2 ^ steady, {FLEET_K_MAX:g})
   local depth = math.max(margin, 1 - pace / rate)
   local k = math.min(back, (depth / margin) ^ (1 / 3) * back)
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'pace0', tostring(pace), 'cut_at', NOW, 'probe_at', NOW,

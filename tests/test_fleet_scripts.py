@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 from _fleet import RedisServer
 
-from asyncvox._fleet_scripts import SYNC, fleet_keys
-from asyncvox._pacing import MARGIN
+from asyncvox._fleet_scripts import FLEET_K_MAX, SYNC, fleet_keys
+from asyncvox._pacing import MARGIN, UNTOLD
 
 KEYS = fleet_keys("http://127.0.0.1:1/v1", "k")
 
@@ -79,4 +80,33 @@ def test_a_report_of_an_earlier_release_still_counts(redis_server: RedisServer) 
     reply = _report(r, script, "new", admitted=40.0, sent=160.0, refused=1, edged=40.0)
     assert reply[4] == 2  # both processes counted
     assert reply[1] == 100_000  # the first guess: what both were admitted
+    r.close()
+
+
+def test_a_fleet_climbs_back_to_a_steady_limit_more_slowly_than_a_lone_process(
+    redis_server: RedisServer,
+) -> None:
+    # Measured again where it was, three times in a row: each crossing of a window's
+    # limit costs eight processes 10-25 refusals, and a fleet has no other process's
+    # freed capacity to look for (every member reports it), so it crosses every 10 s,
+    # not every 5 s as a lone process does.
+    r = redis_server.client()
+    script = r.register_script(SYNC)
+    seconds, micros = r.time()
+    now = seconds * 1_000_000 + micros
+    ago = str(now - 30_000_000)
+    back = str(now - 5_000_000)  # the climb back just reached the estimate
+    r.hset(
+        KEYS.rate,
+        mapping={
+            "rate": "100", "pace0": "97", "cut_at": ago, "probe_at": back, "k": "5",
+            "measured_at": ago, "first_at": ago, "steady": "3",
+            "emergency": "0", "confirmed": "1", "procs": "2",
+        },
+    )
+    _report(r, script, "a", admitted=50.0, sent=50.0, refused=0, edged=50.0)
+    reply = _report(r, script, "b", admitted=50.0, sent=50.0, refused=1, edged=50.0)
+    assert reply[1] == 100_000  # steady: where it was
+    assert float(r.hget(KEYS.rate, "k") or 0) == pytest.approx(FLEET_K_MAX)
+    assert UNTOLD.k_max < FLEET_K_MAX
     r.close()
