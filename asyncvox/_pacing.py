@@ -407,7 +407,7 @@ class Pacer:
 
     def started_lately(self, now: float, seq: int, span: float) -> float:
         """Starts per second over the last ``span`` seconds, refused or not (a fleet's
-        report: what the fleet sent bounds its first guess from above)."""
+        report: what the fleet sent is its first guess when it was admitted far less)."""
         return self._ring.lately(now, seq, span, count_refused=True, least=0.1)
 
     def _bounded(self, estimate: float) -> float:
