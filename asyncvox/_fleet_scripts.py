@@ -150,8 +150,8 @@ local token = ARGV[1]
 local admitted, sent = math.max(0, tonumber(ARGV[2]) or 0), math.max(0, tonumber(ARGV[3]) or 0)
 local refused, pause_ms = tonumber(ARGV[4]) or 0, tonumber(ARGV[5]) or 0
 local margin, channel = tonumber(ARGV[6]), ARGV[7]
-local edged = math.max(0, tonumber(ARGV[8]) or admitted)
-redis.call('HSET', KEYS[2], token, string.format('%.3f:%.3f:%.3f:%d', admitted, sent, edged, now))
+local since_edge = math.max(0, tonumber(ARGV[8]) or admitted)
+redis.call('HSET', KEYS[2], token, string.format('%.3f:%.3f:%.3f:%d', admitted, sent, since_edge, now))
 redis.call('EXPIRE', KEYS[2], {PROCS_TTL})
 -- what the fleet was admitted (and sent, and admitted since each one's window edge)
 -- lately: the sums of the fresh reports, and how many processes made them
