@@ -47,7 +47,7 @@ class FleetCounts(NamedTuple):
     growing: bool
     #: as ``admitted``, but not from before the window's edge after the first refusal
     #: (what an onset measures the rate by: :meth:`Controller.admitted_lately`)
-    measured: float
+    since_edge: float
 
 
 class FleetLink:
@@ -249,7 +249,7 @@ class FleetLink:
                 f"{pause_ms:.0f}",
                 MARGIN,
                 self.keys.news,
-                f"{counts.measured:.3f}",
+                f"{counts.since_edge:.3f}",
             ],
         )
         if reply is None or len(reply) != 5:
