@@ -66,6 +66,9 @@ DEPTHS = 64
 _DEPTH_BITS = 12
 _DEPTH_MASK = (1 << _DEPTH_BITS) - 1
 _RING_MASK = RING - 1
+# Controller._edge_after: no clip point yet; or the clip point is final (no edge to find).
+_NO_CLIP = 0
+_EDGE_FOUND = -1
 
 
 class ControlState(NamedTuple):
@@ -103,13 +106,13 @@ class Controller:
         "_delivered",
         "_depths",
         "_depths_n",
+        "_edge_after",
         "_failures",
         "_latency",
         "_latency_sum",
         "_pacer",
         "_pauses",
         "_report_from",
-        "_report_seq",
         "_seq",
         "_share",
         "_share_released",
@@ -184,7 +187,9 @@ class Controller:
         # first refused start's time, then the first admitted one's after it; or the
         # time the fleet's pace began, if earlier (shared_pace).
         self._report_from = -math.inf
-        self._report_seq = 0  # the start that set _report_from; -1 once it is an admitted one
+        # The refused start whose first admitted successor is the edge (_NO_CLIP before
+        # any clip point; _EDGE_FOUND once _report_from is final).
+        self._edge_after = _NO_CLIP
 
     # -- readable state ----------------------------------------------------------------
 
@@ -289,8 +294,9 @@ class Controller:
         starts before were slow start's, part of the first lump a window granted, though
         none of this process's was refused.
         """
-        if not self._report_seq and self._seq:
-            self._report_from, self._report_seq = self._starts[self._seq & _RING_MASK], -1
+        if self._edge_after == _NO_CLIP and self._seq:
+            self._report_from = self._starts[self._seq & _RING_MASK]
+            self._edge_after = _EDGE_FOUND
         if self._share > 1 and not self._share_released:
             self._share_released = True
             self.cap = max(self.cap, self.ceiling)
@@ -331,8 +337,8 @@ class Controller:
         if self._depths is None:
             self._depths = [0] * DEPTHS
             self._slow_start = False
-            if not self._report_seq:
-                self._report_from, self._report_seq = started, seq
+            if self._edge_after == _NO_CLIP:
+                self._report_from, self._edge_after = started, seq
         pacer = self._pacer
         pacer.note_refused(seq)
         if seq <= self._pauses.seq:
@@ -365,8 +371,8 @@ class Controller:
     def _admitted(self, started: float, ticket: int) -> None:
         """Keep an admitted start's depth; one after a pause ends the chain of pauses."""
         seq = ticket >> _DEPTH_BITS
-        if seq > self._report_seq >= 0:
-            self._report_from, self._report_seq = started, -1
+        if self._edge_after != _EDGE_FOUND and seq > self._edge_after:
+            self._report_from, self._edge_after = started, _EDGE_FOUND
         ended = self._pauses.admitted(seq)
         if ended is not None:
             self._pacer.pause_over(started, seq, measure=ended)

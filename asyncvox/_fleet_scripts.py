@@ -10,7 +10,12 @@ fleet's events: measured at an *onset* (a refusal after a stretch of admitted st
 from what every process was admitted lately, starts paced a little below it, and the pace
 climbing back concavely after each cut, past the estimate along a cubic, then doubling.
 The pace is a function of the Redis clock (``cut_at``, ``pace0``, ``k``), so
-every lease reads the same pace without anyone writing it.
+every lease reads the same pace without anyone writing it. Where the fleet differs from
+one process, it is for what only a fleet sees: the first guess is what the fleet was
+admitted over the last second (eight processes' slow start sends several times a
+window's limit, which one process's round trip does not), onsets count from each
+process's window edge (its reports are made at other moments than the onset), and a
+steady limit is climbed back to over up to :data:`FLEET_K_MAX`.
 
 Keys, for one API (its base URL) and one api key (a keyed hash of it, never the key)::
 
