@@ -112,6 +112,7 @@ class Controller:
         "_latency_sum",
         "_pacer",
         "_pauses",
+        "_rate_depth",
         "_report_from",
         "_seq",
         "_share",
@@ -180,6 +181,8 @@ class Controller:
         self._depths: list[int] | None = None
         self._depths_n = 0
         self._wall = -2  # the depth of the last refusal deeper than admitted starts go
+        # The shallowest depth a refusal taken for the rate started at, since pacing began.
+        self._rate_depth = _DEPTH_MASK
         self._pauses = PauseChain()
         self._share = 1  # processes sharing the limit (a fleet), as last told
         self._share_released = False  # whether the shared pace gave the divided window back
@@ -356,13 +359,18 @@ class Controller:
             self._cap_limit = max(1, depth - 1)
             self._cap_limit_at = now
             self.cap = min(self.cap, self._cap_limit)
-            if not pacer.measured and pacer.told is None:
-                # The pace came from slow start's first refusal, which this one explains:
-                # the cap holds the load now, nothing says there is a rate to keep to.
+            if pacer.told is None and (not pacer.measured or self._rate_depth > self._cap_limit):
+                # The pace came from slow start's first refusal, or from refusals that all
+                # started beyond this wall (taken for the rate before the wall was found,
+                # they measured what the cap let through): this one explains them. The
+                # cap holds the load now, nothing says there is a rate to keep to.
                 pacer.forget()
+                self._rate_depth = _DEPTH_MASK
                 self.free = not self.paused_until
         else:
             self.last_throttle_reason = f"{status}: rate"
+            if depth < self._rate_depth:
+                self._rate_depth = depth
             pacer.refused(now, started, seq, self._seq, Lately(self._delivered, self._latency))
             self.free = False
 

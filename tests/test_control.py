@@ -390,6 +390,18 @@ def test_the_in_flight_cap_is_learned_from_concurrency_refusals_only() -> None:
     assert result.wall / shapes.ideal(shapes.shape_named("concurrency-cap"), P) <= 1.1
 
 
+@pytest.mark.parametrize("seed", range(1, 20))
+def test_a_pace_measured_from_refusals_beyond_the_wall_is_dropped_when_the_wall_is_found(seed: int) -> None:
+    # On some seeds (1, 14, 18, 19) refusals beyond the cap come before enough admitted
+    # depths to tell them from the rate's, and an onset measures a "rate" from them. Once
+    # the wall is found, that pace is dropped as slow start's guess is: kept, it held the
+    # client to 0.75-0.8x of what the cap lets through for the rest of the run.
+    result, ctl = simulate("concurrency-cap", seed=seed)
+    assert "429: concurrency" in ctl.reasons
+    assert ctl.rate is None and ctl.pace is None
+    assert share_refused(result) < 0.01 and result.lost == 0
+
+
 @pytest.mark.parametrize("name", RATE_SHAPES)
 def test_refusals_for_rate_never_cut_the_in_flight_cap(name: str) -> None:
     _, ctl = simulate(name)
