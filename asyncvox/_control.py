@@ -181,7 +181,8 @@ class Controller:
         self._depths: list[int] | None = None
         self._depths_n = 0
         self._wall = -2  # the depth of the last refusal deeper than admitted starts go
-        # The shallowest depth a refusal taken for the rate started at, since pacing began.
+        # The shallowest depth a refusal taken for the rate started at, since the pace was
+        # last dropped (_DEPTH_MASK: none yet).
         self._rate_depth = _DEPTH_MASK
         self._pauses = PauseChain()
         self._share = 1  # processes sharing the limit (a fleet), as last told
