@@ -181,8 +181,8 @@ class Controller:
         self._depths: list[int] | None = None
         self._depths_n = 0
         self._wall = -2  # the depth of the last refusal deeper than admitted starts go
-        # The shallowest depth a refusal taken for the rate started at, since the pace was
-        # last dropped (_DEPTH_MASK: none yet).
+        # The shallowest depth a refusal the pace was measured from (taken for the rate, or
+        # pausing the client) started at, since the pace was last dropped (_DEPTH_MASK: none).
         self._rate_depth = _DEPTH_MASK
         self._pauses = PauseChain()
         self._share = 1  # processes sharing the limit (a fleet), as last told
@@ -349,6 +349,7 @@ class Controller:
             return  # started before the last pause: says nothing new
         deep = self._too_deep(depth)
         if self._pauses.all_refused(seq, started, pacer.pace):
+            self._rate_depth = min(self._rate_depth, depth)  # a pause measures the rate too
             self._pause(now, retry_after, status)
         elif deep and abs(depth - self._wall) > 1:
             # Deeper than the admitted starts went, but the first time at this depth: a
@@ -370,8 +371,7 @@ class Controller:
                 self.free = not self.paused_until
         else:
             self.last_throttle_reason = f"{status}: rate"
-            if depth < self._rate_depth:
-                self._rate_depth = depth
+            self._rate_depth = min(self._rate_depth, depth)
             pacer.refused(now, started, seq, self._seq, Lately(self._delivered, self._latency))
             self.free = False
 
