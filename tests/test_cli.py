@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,21 @@ def test_resume_after_kill_at_a_random_point_loses_and_duplicates_nothing(tmp_pa
     assert missing, "the profile should make some ids missing"
 
 
-def test_ctrl_c_stops_promptly_with_130(tmp_path: Path) -> None:
+def _interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> str:
+    """Send SIGINT once ``ready()`` holds; the process's stderr after it exits."""
+    try:
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, "never got ready"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=10)[1]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_ctrl_c_mid_fetch_stops_promptly_with_130(tmp_path: Path) -> None:
     profile = FaultProfile(latency=(0.05, 0.1))
     with DemoServer(api_key=KEY, turns=4, profile=profile).running_in_thread() as server:
         ids = _ids_file(tmp_path, [f"c-{i}" for i in range(5000)])
@@ -169,16 +184,31 @@ def test_ctrl_c_stops_promptly_with_130(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        done_path = Path(f"{out}.done")
-        deadline = time.monotonic() + 30
-        while not (done_path.exists() and done_path.stat().st_size) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        # A call written means the event loop is fetching.
+        err = _interrupt_when(proc, lambda: out.exists() and out.stat().st_size > 0)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     lines = out.read_bytes().splitlines(keepends=True)
+    assert 0 < len(lines) < 5000
     assert all(line.endswith(b"\n") for line in lines)
+
+
+def test_ctrl_c_before_the_fetch_starts_is_an_interruption_too(api: DemoServer, tmp_path: Path) -> None:
+    # The ids come from a FIFO nobody writes to: the command has opened its export (the
+    # journal's header is written) and blocks opening the ids, before its event loop runs.
+    ids = tmp_path / "ids.fifo"
+    os.mkfifo(ids)
+    out = tmp_path / "o.jsonl"
+    done = Path(f"{out}.done")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncvox", "fetch", str(ids), "--out", str(out), "-q"],
+        env=_env(api),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    err = _interrupt_when(proc, lambda: done.exists() and done.stat().st_size > 0)
+    assert proc.returncode == 130, err
+    assert err == "asyncvox: interrupted\n"  # not click's "Aborted!"
 
 
 def test_get_prints_a_readable_summary_and_json(api: DemoServer) -> None:

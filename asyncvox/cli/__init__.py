@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``asyncvox`` console script and ``python -m asyncvox``."""
     try:
         from ._app import cli
+    except KeyboardInterrupt:  # Ctrl-C while click and the library load
+        sys.stderr.write("asyncvox: interrupted\n")
+        raise SystemExit(130) from None
     except ImportError as exc:  # the cli extra is not installed
         sys.stderr.write(
             f"asyncvox: the command line needs its extra ({exc.name} is missing): "

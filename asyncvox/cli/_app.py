@@ -12,6 +12,7 @@ import click
 import asyncvox
 
 from ._analysis import export, report
+from ._common import EXIT_INTERRUPTED
 from ._demo import demo
 from ._fetch import fetch
 from ._get import get
@@ -21,7 +22,22 @@ from ._serve import serve_demo
 COMMANDS: tuple[click.Command, ...] = (demo, export, fetch, get, report, serve_demo)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``asyncvox`` group: Ctrl-C anywhere in a command exits 130 with one line.
+
+    click would say "Aborted!" and exit 1; a Ctrl-C while a command is still opening its
+    files (before its event loop runs) is as much an interruption as one mid-fetch.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("asyncvox: interrupted", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(asyncvox.__version__, prog_name="asyncvox")
 def cli() -> None:
     """asyncvox: fetch voice-agent calls fast, retrying what is worth retrying."""

@@ -30,16 +30,17 @@ def fail(message: str) -> NoReturn:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on uvloop when installed (``asyncvox[speed]``), mapping errors to exit codes."""
+    """Run ``coro`` on uvloop when installed (``asyncvox[speed]``), mapping errors to exit codes.
+
+    Ctrl-C (``asyncio.run`` turns it into KeyboardInterrupt once ``coro`` has unwound) is
+    mapped to exit 130 by the ``asyncvox`` group, for every command and at any point.
+    """
     try:
         try:
             import uvloop  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             return asyncio.run(coro)
         return uvloop.run(coro)  # type: ignore[no-any-return, unused-ignore]
-    except KeyboardInterrupt:
-        click.echo("asyncvox: interrupted", err=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
     except CONFIG_ERRORS as exc:
         fail(str(exc))
 
