@@ -159,18 +159,28 @@ def test_resume_after_kill_at_a_random_point_loses_and_duplicates_nothing(tmp_pa
     assert missing, "the profile should make some ids missing"
 
 
-def _interrupt_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> str:
-    """Send SIGINT once ``ready()`` holds; the process's stderr after it exits."""
+def _interrupted_fetch(
+    ids: Path, out: Path, env: dict[str, str], ready: Callable[[], bool]
+) -> tuple[int, str]:
+    """Run ``asyncvox fetch ids --out out -q``, send it SIGINT once ``ready()`` holds;
+    its exit status and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asyncvox", "fetch", str(ids), "--out", str(out), "-q"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not ready():
             assert proc.poll() is None and time.monotonic() < deadline, "never got ready"
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
-        return proc.communicate(timeout=10)[1]
+        err = proc.communicate(timeout=10)[1]
     finally:
         proc.kill()
         proc.wait()
+    return proc.returncode, err
 
 
 def test_ctrl_c_mid_fetch_stops_promptly_with_130(tmp_path: Path) -> None:
@@ -178,15 +188,11 @@ def test_ctrl_c_mid_fetch_stops_promptly_with_130(tmp_path: Path) -> None:
     with DemoServer(api_key=KEY, turns=4, profile=profile).running_in_thread() as server:
         ids = _ids_file(tmp_path, [f"c-{i}" for i in range(5000)])
         out = tmp_path / "o.jsonl"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asyncvox", "fetch", str(ids), "--out", str(out), "-q"],
-            env=_env(server),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         # A call written means the event loop is fetching.
-        err = _interrupt_when(proc, lambda: out.exists() and out.stat().st_size > 0)
-    assert proc.returncode == 130, err
+        status, err = _interrupted_fetch(
+            ids, out, _env(server), lambda: out.exists() and out.stat().st_size > 0
+        )
+    assert status == 130, err
     assert "interrupted" in err
     lines = out.read_bytes().splitlines(keepends=True)
     assert 0 < len(lines) < 5000
@@ -200,14 +206,8 @@ def test_ctrl_c_before_the_fetch_starts_is_an_interruption_too(api: DemoServer, 
     os.mkfifo(ids)
     out = tmp_path / "o.jsonl"
     done = Path(f"{out}.done")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncvox", "fetch", str(ids), "--out", str(out), "-q"],
-        env=_env(api),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    err = _interrupt_when(proc, lambda: done.exists() and done.stat().st_size > 0)
-    assert proc.returncode == 130, err
+    status, err = _interrupted_fetch(ids, out, _env(api), lambda: done.exists() and done.stat().st_size > 0)
+    assert status == 130, err
     assert err == "asyncvox: interrupted\n"  # not click's "Aborted!"
 
 
