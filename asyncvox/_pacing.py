@@ -33,6 +33,7 @@ import math
 from typing import NamedTuple
 
 from ._ring import RING, Counted, StartRing
+from ._tuning import TOLD, UNTOLD
 
 __all__ = ["MARGIN", "RING", "Lately", "Pacer"]
 
@@ -81,32 +82,6 @@ FIRST_BACK = 1.0
 EMERGENCY_STARTS = 4
 #: ... and afterwards the probe aims at most this multiple of its pace.
 EMERGENCY_REACH = 2.0
-
-
-class Tuning(NamedTuple):
-    """What differs between learning a limit and pacing under a rate the user told.
-
-    Under a told rate the limit is near it: the estimate falls below it only if the quota
-    was cut, and there is no capacity of others' to find, so crossings are kept as rare in
-    requests as can be and cuts are shallow. Untold, the limit may be anywhere (slow
-    start's first guess can be many times it) and may rise or be freed by another process.
-    """
-
-    #: The longest climb back to the estimate, seconds (a limit that rose, or capacity
-    #: freed on a shared key, waits at most this long to be probed for).
-    k_max: float
-    #: An emergency slow-down cuts the pace at most to this share of it per step.
-    emergency_floor: float
-    #: Past the estimate the probe keeps the climb back's time scale (in starts) rather
-    #: than one time scale (seconds) whatever the rate.
-    above_in_starts: bool
-    #: Slow start's first refusal climbs back within :data:`FIRST_BACK` (a guess that may
-    #: be low is probed past quickly) rather than on the usual scale.
-    first_back: bool
-
-
-UNTOLD = Tuning(k_max=5.0, emergency_floor=0.25, above_in_starts=False, first_back=True)
-TOLD = Tuning(k_max=10.0, emergency_floor=0.5, above_in_starts=True, first_back=False)
 
 
 class Lately(NamedTuple):
@@ -280,9 +255,10 @@ class Pacer:
                 self._steady = min(self._steady + 1, 3) if steady else 0
                 if steady and estimate > self.rate:
                     # A little above where it was: partly a bucket's burst refilled while
-                    # paced below (granted once, not per second). Halfway, so one
-                    # crossing costs one refusal and not a second one soon after.
-                    estimate = 0.5 * (estimate + self.rate)
+                    # paced below (granted once, not per second). Halfway (told: not at
+                    # all, see Tuning.hold_rise), so one crossing costs one refusal and not
+                    # a second one soon after.
+                    estimate = self.rate if self._tuning.hold_rise else 0.5 * (estimate + self.rate)
                 self.rate = self._bounded(estimate)
                 self._measured = started
                 self.measured = True
@@ -309,14 +285,16 @@ class Pacer:
 
         The rate starts went at over the last round trip bounds the rate from above (so
         does the rate successes came back at); pace at half of it (the window doubled in
-        the last round trip) until a refusal measures better.
+        the last round trip; a quarter under a told rate, see :attr:`Tuning.first_cut`)
+        until a refusal measures better.
         """
         self._first_refused = self._measured = started
         span = max(0.1, lately.latency)
         sent = (newest - self._ring.first_after(now - span, newest) + 1) / span
         self.rate = self._bounded(max(1.0, sent, lately.delivered))
         self.measured = False
-        self._cut(now, newest, 0.5 * self.rate, back=FIRST_BACK if self._tuning.first_back else None)
+        tuning = self._tuning
+        self._cut(now, newest, tuning.first_cut * self.rate, back=FIRST_BACK if tuning.first_back else None)
 
     def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
         """Everything is refused, starts stop until ``until``: resume at what was granted.

@@ -501,6 +501,34 @@ def test_a_told_rate_cut_to_a_quarter_is_learned_within_a_few_refusals(rate: flo
         assert result.lost == 0 and ctl.rate is not None and ctl.rate <= 1.1 * rate / 4
 
 
+def test_a_told_rates_first_refusal_cuts_deeper_than_slow_starts() -> None:
+    # Slow start's first refusal halves the rate it went at (its window doubled in the
+    # last round trip); under a told rate the limit fell by an unknown share: a quarter.
+    for told, share in ((None, 0.5), (R, 0.25)):
+        ctl = Controller(64, rate_limit=told)
+        now, tickets = 0.0, []
+        for _ in range(40):
+            now += max(ctl.may_start(now), 0.005)
+            tickets.append(ctl.on_start(now))
+        for ticket in tickets[:-1]:
+            ctl.on_success(now + 0.05, 0.05, ticket)
+        ctl.on_throttle(now + 0.002, 0.002, tickets[-1], 1.0, 429)
+        assert ctl.rate is not None and ctl.pace is not None
+        assert ctl.pace == pytest.approx(share * ctl.rate, rel=0.05), told
+
+
+def test_a_told_rate_cut_to_a_quarter_costs_under_half_a_percent_refused() -> None:
+    # What a told rate cannot avoid: the starts in flight when the quota drops. Then one
+    # cut to a quarter, a couple of refusals converging, and a probe for a quota restored
+    # now and then; a rise a bucket's refilled burst shows is not taken for rate (it
+    # brought the next crossing within seconds, a refusal more per probe).
+    params = shapes.Params(n=2000, rate=R, concurrency=64)
+    for seed in range(10):
+        result, _ = simulate("quota-drop", seed=seed, told=R, params=params)
+        assert result.throttled / result.requests < 0.005, (seed, result.throttled)
+        assert result.lost == 0
+
+
 def test_a_told_rate_has_no_slow_start() -> None:
     # The pace spreads the starts already: the cap is the concurrency from the first start,
     # and a generous server is fetched at the told rate from the first round trip.

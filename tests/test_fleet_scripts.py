@@ -10,7 +10,8 @@ import redis
 from _fleet import RedisServer
 
 from asyncvox._fleet_scripts import FLEET_K_MAX, SYNC, fleet_keys
-from asyncvox._pacing import MARGIN, UNTOLD
+from asyncvox._pacing import MARGIN
+from asyncvox._tuning import UNTOLD
 
 KEYS = fleet_keys("http://127.0.0.1:1/v1", "k")
 
