@@ -16,7 +16,6 @@ import sys
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,7 +29,7 @@ from .outcomes import FetchOutcome
 from .request import USE_CLIENT_DEFAULT, Requester, UseClientDefault, check_call_id
 from .retry import RetryBudget, RetryPolicy
 from .stream import CallStream
-from .transport import AiohttpTransport, Transport
+from .transport import AiohttpTransport, Transport, check_base_url
 from .waiting import PollPolicy, ReadyPredicate, Waiting, check_wait, wait_for_one
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -108,11 +107,7 @@ class Client:
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
             raise ConfigurationError("api key contains a control character (a stray newline?)")
         base = base_url if base_url is not None else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {base!r}"
-            )
+        check_base_url(base, DEFAULT_BASE_URL)
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if rate_limit is not None and not rate_limit > 0:

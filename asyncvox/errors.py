@@ -280,7 +280,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(int(value))
+        # Never int() many digits whole (it refuses over 4300, float() over 308): past
+        # 15 they are a wait beyond any cap anyway, and capped like any other.
+        digits = value.lstrip("0") or "0"
+        return float(int(digits)) if len(digits) <= 15 else _FOREVER
     if not _HTTP_DATE_RE.match(value):
         return None
     try:
@@ -292,6 +295,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     seconds = when.timestamp() - (time.time() if now is None else now)
     return max(0.0, seconds)
 
+
+#: What a Retry-After of more than 15 digits means: longer than anything waits.
+_FOREVER = 1e15
 
 #: The shapes of an HTTP date (IMF-fixdate, and the obsolete RFC 850 / asctime forms):
 #: a weekday name first. Cheap gate before the lenient stdlib parser.

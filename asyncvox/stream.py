@@ -282,12 +282,20 @@ class _Batch:
         if self.fatal is None:
             self.fatal = exc
         self.cancel_workers()
+        self._signal_consumer(_ABORTED)
+
+    def _signal_consumer(self, signal: _Signal) -> None:
+        """End what the consumer waits for, or will next, in :meth:`next` with ``signal``:
+        the workers that would have resolved it are gone. Nothing queued is yielded after."""
+        head = self.head
+        if head is not None and not head.done():
+            head.set_result(signal)
         queue = self.queue
         while not queue.empty():
             item = queue.get_nowait()
             if isinstance(item, asyncio.Future) and not item.done():
-                item.set_result(_ABORTED)
-        queue.put_nowait(_ABORTED)
+                item.set_result(signal)
+        queue.put_nowait(signal)
 
     def cancel_workers(self) -> None:
         current = asyncio.current_task() if self._loop_running() else None
@@ -373,6 +381,8 @@ class _Batch:
         self.cancel_workers()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        # A consumer waiting in next() (closed from another task) ends now.
+        self._signal_consumer(_DONE)
         if self.stats.stopped is None:
             self.stats.stopped = time.monotonic()
 

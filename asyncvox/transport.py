@@ -25,13 +25,28 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from .errors import APIConnectionError, APITimeoutError, CertificateError, ConfigurationError
+from .errors import APIConnectionError, APITimeoutError, CertificateError, ConfigurationError, one_line
 
-__all__ = ["AiohttpTransport", "Response", "Transport", "env_proxy"]
+__all__ = ["AiohttpTransport", "Response", "Transport", "check_base_url", "env_proxy"]
 
 #: Statuses whose headers the layers above read (throttling, and the wait path's
 #: poll-interval hints on a not-yet 404). A 200's headers are never kept.
 _HEADER_STATUSES = frozenset({404, 429, 503})
+
+
+def check_base_url(base: str, example: str) -> None:
+    """Raise :class:`~asyncvox.ConfigurationError` unless ``base`` is an http(s) URL a
+    request can go to (a port of 0-65535, brackets closed): else every request would
+    fail with aiohttp's ``ValueError``, so it is said once, up front. ``example`` is a
+    good one, for the message."""
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018
+        URL(base).raw_host  # noqa: B018
+    except ValueError as exc:
+        raise ConfigurationError(f"base_url is not a valid URL ({exc}): {base!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"base_url must be an http(s) URL such as {example!r}, got {base!r}")
 
 
 class Response(msgspec.Struct, gc=False):
@@ -178,7 +193,10 @@ class AiohttpTransport:
                     f"TLS certificate verification failed for {urlsplit(url).netloc}: {exc}. "
                     "If the server uses a private CA, trust it with SSL_CERT_FILE=/path/to/ca.pem"
                 ) from None
-            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {exc}") from None
+            # aiohttp's text may hold a server's bytes (a redirect's Location, undecodable:
+            # lone surrogates) and newlines: one line, and encodable, for logs and files.
+            text = one_line(str(exc)).encode("utf-8", "backslashreplace").decode()
+            raise APIConnectionError(f"connection failed: {type(exc).__name__}: {text}") from None
         except RuntimeError:
             if self._closed or session.closed:  # aiohttp's "Session is closed"
                 raise ConfigurationError("this asyncvox.Client was closed while the call ran") from None
@@ -199,4 +217,3 @@ class AiohttpTransport:
         session = self._session
         if session is not None and self._own:
             await session.close()
-

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from ._decode import CallSlice
-from .errors import CallNotReadyError, ConfigurationError
+from ._decode import CallSlice, decode_found
+from .errors import CallNotReadyError, ConfigurationError, DecodeError
 from .models import Call
 from .outcomes import BatchStats, FetchOutcome
 from .request import Fetched
@@ -94,6 +94,14 @@ def peek_status(found: CallSlice) -> str | None:
         status = _status_decoder.decode(found.call).status
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None  # not a call object: the full decode reports it, with its bytes
+    except RecursionError:
+        # Nested too deep for msgspec somewhere, even where it skips: the full decode
+        # reads it (what is too deep becomes None). Not None here: a queued call would
+        # pass for ready.
+        try:
+            status = decode_found(found, None).status
+        except DecodeError:
+            return None
     return status if isinstance(status, str) else None
 
 

@@ -559,6 +559,31 @@ async def test_aclose_stops_the_batch(ordered: bool) -> None:
         await assert_batch_gone(server, client)
 
 
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_aclose_from_another_task_ends_the_consumer_waiting_in_anext(ordered: bool) -> None:
+    # An app's shutdown handler stops a batch whose consumer waits for the next outcome:
+    # the consumer's loop ends (no task left blocked forever on workers that are gone).
+    async with DemoServer(api_key=API_KEY) as server:
+        server.script(None, [Fault.slow(60)] * 4)  # the batch's requests hang: the consumer waits
+        arrived = asyncio.Event()
+        server.on_request = lambda _id: arrived.set()
+        async with asyncvox.Client(API_KEY, server.base_url, concurrency=4) as client:
+            stream = client.iter_calls(make_ids(4), ordered=ordered)
+
+            async def consume() -> list[asyncvox.FetchOutcome]:
+                return [outcome async for outcome in stream]
+
+            consumer = asyncio.create_task(consume())
+            await arrived.wait()
+            await until(lambda: client.governor.in_flight == 4)
+            await stream.aclose()
+            done, _ = await asyncio.wait({consumer}, timeout=10)
+            assert consumer in done, "the consumer still waits in anext() after aclose()"
+            assert consumer.result() == []
+            assert worker_tasks() == [] and client.governor.in_flight == 0
+            assert (await client.get_call("after-the-batch")) is not None  # the client still works
+
+
 async def test_leaving_async_with_stops_the_batch() -> None:
     async with (
         _slowish_server() as server,

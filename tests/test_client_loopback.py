@@ -680,6 +680,15 @@ def test_non_http_base_url_is_a_configuration_error(base_url: str) -> None:
         asyncvox.Client(API_KEY, base_url)
 
 
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:abc/v1", "http://127.0.0.1:99999/v1", "http://[::1/v1"]
+)
+def test_a_base_url_no_request_could_go_to_is_a_configuration_error(base_url: str) -> None:
+    # Accepted, every fetch raised aiohttp's bare ValueError (and the CLI a traceback).
+    with pytest.raises(ConfigurationError, match="base_url is not a valid URL"):
+        asyncvox.Client(API_KEY, base_url)
+
+
 def test_non_http_base_url_from_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASYNCVOX_BASE_URL", "ftp://127.0.0.1/v1")
     with pytest.raises(ConfigurationError, match="base_url"):
@@ -812,3 +821,26 @@ def test_retry_after_on_a_503_is_parsed_and_capped() -> None:
     policy = RetryPolicy(max_retry_after=5.0, jitter=0.0)
     assert policy.wait_for(error, 1) == policy.backoff(1)  # beyond the cap: plain backoff
     assert RetryPolicy().wait_for(error, 1) == 7.0
+
+
+HUGE_RETRY_AFTER = "1" + "0" * 400  # digits only, as RFC 9110 says, and past float's range
+
+
+async def test_a_retry_after_of_hundreds_of_digits_is_that_ids_failure(server: DemoServer) -> None:
+    server.script("bad", [Fault.rate_limited(HUGE_RETRY_AFTER)])
+    async with asyncvox.Client(API_KEY, server.base_url, concurrency=1) as client:
+        outcomes = await client.fetch_calls(["ok-1", "bad", "ok-2"])
+        assert [o.call_id for o in outcomes] == ["ok-1", "bad", "ok-2"]
+        assert outcomes[0].call is not None and outcomes[2].call is not None
+        assert isinstance(outcomes[1].error, asyncvox.RateLimitError)
+        # The slot went back: with concurrency 1 a leaked one would hold every later call.
+        assert client.governor.in_flight == 0
+        assert (await client.fetch("ok-3")).call is not None
+
+
+async def test_a_not_yet_404s_retry_after_of_thousands_of_digits_is_no_crash(server: DemoServer) -> None:
+    server.analysis_retry_after = "9" * 5000
+    server.script_analysis("late", visible_after=math.inf)
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        outcome = await client.fetch("late")
+    assert outcome.error is None and outcome.call is None

@@ -223,10 +223,20 @@ def test_invalid_call_id_error_is_a_value_error() -> None:
         ("120", 120.0),
         (" 7 ", 7.0),
         ("007", 7.0),
+        ("0" * 400 + "9", 9.0),
+        ("9" * 15, 999_999_999_999_999.0),
     ],
 )
 def test_parse_retry_after_seconds(value: str, seconds: float) -> None:
     assert parse_retry_after(value) == seconds
+
+
+@pytest.mark.parametrize("digits", [16, 309, 5000])
+def test_parse_retry_after_of_many_digits_is_a_wait_beyond_any_cap_not_a_crash(digits: int) -> None:
+    # int() refuses over 4300 digits and float() overflows over 308: a server's header
+    # must never raise out of the request path (it ended the batch, leaking a slot).
+    seconds = parse_retry_after("1" + "0" * (digits - 1))
+    assert seconds is not None and 1e14 < seconds < float("inf")
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,37 @@ def test_a_servers_error_text_with_newlines_is_one_line() -> None:
     assert "\n" not in str(err) and "\r" not in str(err)
 
 
+async def test_a_redirect_to_a_location_that_is_not_utf8_is_one_encodable_line() -> None:
+    # aiohttp's error text carries the server's bytes (lone surrogates) and, for other
+    # errors, newlines: as they were, the CLI could not write the failure (a traceback
+    # ended the run) and a log line could be split.
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/calls/bad " in head:
+            location = b"http://\xff\xfe.example/"
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % location)
+        else:
+            body = envelope(synth_call("ok", turns=1))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with asyncvox.Client(API_KEY, f"http://127.0.0.1:{port}/v1", max_retries=0) as client:
+            outcomes = await client.fetch_calls(["ok", "bad"])
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert outcomes[0].call is not None
+    error = outcomes[1].error
+    assert isinstance(error, asyncvox.APIConnectionError)
+    text = str(error)
+    text.encode("utf-8")  # no lone surrogate left
+    assert "\n" not in text and "Redirect" in text, text
+
+
 # -- 9. an untrusted certificate --------------------------------------------------------
 
 

@@ -198,3 +198,25 @@ def test_wait_settings_are_checked() -> None:
         client.iter_calls(["a"], poll=FAST)
     with pytest.raises(asyncvox.ConfigurationError, match="factor"):
         asyncvox.PollPolicy(factor=0.5)
+
+
+def _deep_call_body(call_id: str, status: str) -> bytes:
+    """A whole 200 body whose call's metadata nests deeper than msgspec goes (even skipping)."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    call = b'{"id":"%s","status":"%s","metadata":%s}' % (call_id.encode(), status.encode(), deep)
+    return b'{"success":true,"call":' + call + b',"url":"https://x/' + call_id.encode() + b'"}'
+
+
+async def test_a_call_nested_too_deep_is_waited_for_as_the_plain_fetch_reads_it(server: DemoServer) -> None:
+    # Its status was read by a decoder that raised RecursionError: wait_for_call crashed,
+    # and a waiting batch ended with it.
+    server.add_call(_deep_call_body("deep", "completed"), call_id="deep")
+    server.add_call(_deep_call_body("deep-queued", "queued"), call_id="deep-queued")
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        call = await client.wait_for_call("deep", timeout=5)
+        assert call.status == "completed" and call.metadata is None  # too deep: None
+        outcomes = await client.fetch_calls(["ok-1", "deep", "deep-queued", "ok-2"], wait=0.2)
+    assert [o.call_id for o in outcomes] == ["ok-1", "deep", "deep-queued", "ok-2"]
+    assert outcomes[1].call is not None and outcomes[1].error is None
+    # Queued is not ready: its wait runs out (not taken for ready for want of a status).
+    assert isinstance(outcomes[2].error, asyncvox.CallNotReadyError)
