@@ -6,15 +6,12 @@ location, still undecoded) to the consumer over a bounded queue, so a slow consu
 the workers back and memory stays flat. The consumer's task decodes each call right
 before yielding its :class:`FetchOutcome` (see :meth:`asyncvox.request.Fetched.outcome`).
 
-* unordered: a queue of results of size ``workers``; ids pulled ahead of the consumer
-  <= 2 x workers;
-* ordered: each id gets a future, enqueued (in input order) *before* it is fetched, in a
-  queue of size ``2 x workers``; the consumer awaits them in order. A slow id at the head
-  holds that window, never the whole input.
+* unordered: a queue of results of size ``workers`` (ids pulled ahead <= 2 x workers);
+* ordered: each id gets a future, enqueued in input order *before* it is fetched, in a
+  queue of ``2 x workers``, awaited in order: a slow head holds that window, not the input.
 
-The user-facing :class:`CallStream` is a thin handle over :class:`_Batch`; workers only
-reference the batch, so dropping or breaking out of the stream cancels them at once
-(refcounting runs ``CallStream.__del__``) instead of leaving them blocked forever.
+:class:`CallStream` is a thin handle over :class:`_Batch`; workers reference only the
+batch, so dropping the stream cancels them at once (refcounting runs ``__del__``).
 """
 
 from __future__ import annotations
@@ -298,18 +295,13 @@ class _Batch:
         queue.put_nowait(signal)
 
     def cancel_workers(self) -> None:
-        current = asyncio.current_task() if self._loop_running() else None
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:  # no running loop: a stream dropped after its loop ended
+            current = None
         for task in self.tasks:
             if task is not current and not task.done():
                 task.cancel()
-
-    @staticmethod
-    def _loop_running() -> bool:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return True
 
     async def next(self) -> FetchOutcome:
         if self.finished:
