@@ -85,6 +85,9 @@ class FleetLink:
         self._interval = config.sync_interval
         self._joined = False
         self._closing = False
+        #: The outage was logged: no WARNING again until the link worked in full (a lease,
+        #: or a sync while unpaced), so a fault of one script alone is one WARNING.
+        self._warned = False
         # Names this process's report in Redis: random, never derived from the key.
         self._token = secrets.token_hex(8)
         self._pause_ms = 0.0
@@ -176,7 +179,9 @@ class FleetLink:
         at = self._leases.next_at(now)
         if at is not None:
             return max(0.0, at - now)
-        if self._leasing is None or self._leasing.done():
+        # Not while closing: aclose() has collected the tasks it waits for, and a lease
+        # taken now would outlive it (and open Redis again).
+        if not self._closing and (self._leasing is None or self._leasing.done()):
             self._leasing = asyncio.get_running_loop().create_task(self._take_lease(demand))
         return math.inf
 
@@ -263,6 +268,8 @@ class FleetLink:
         fast = counts.growing and not self.paced
         self._interval = min(FAST_SYNC, self.config.sync_interval) if fast else self.config.sync_interval
         self._adopt(sent, reply[0], reply[1], reply[2], reply[3])
+        if not self.paced:
+            self._warned = False
         if joined:
             self._on_change()
         return True
@@ -284,6 +291,7 @@ class FleetLink:
             return
         now_us, first_us, interval_us, rate_milli, pace_milli, pause_us = reply
         self.leases += 1
+        self._warned = False
         local = self._adopt(sent, now_us, rate_milli, pace_milli, pause_us)
         if interval_us > 0 and self.paced:
             self._leases.add(local, local + (first_us - now_us) / 1e6, interval_us / 1e6, k)
@@ -336,7 +344,8 @@ class FleetLink:
     def _fail(self, exc: BaseException) -> None:
         self.last_error = type(exc).__name__
         joining = self.joining
-        if self._state != "local":
+        if self._state != "local" and not self._warned:
+            self._warned = True
             logger.warning(
                 "asyncvox fleet: Redis at %s failed (%s); using this process's own limits, "
                 "retrying every %.1f s",

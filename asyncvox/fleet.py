@@ -74,8 +74,12 @@ class RedisFleet:
         lease_span: float = 0.25,
         max_lease: int = 8,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        if not isinstance(url, str) or _scheme(url) not in ("redis", "rediss", "unix"):
             raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(str(url))!r}")
+        try:
+            urlsplit(url).port  # noqa: B018 - a port out of range raises here, not at the first sync
+        except ValueError as exc:
+            raise ConfigurationError(f"fleet URL {_redact(url)!r} is malformed: {exc}") from None
         for name, value in (
             ("socket_timeout", socket_timeout),
             ("retry_interval", retry_interval),
@@ -97,14 +101,26 @@ class RedisFleet:
         return f"RedisFleet({_redact(self.url)!r})"
 
 
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
 def _redact(url: str) -> str:
-    """The URL without its password (a Redis URL may carry one)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without its password (in the userinfo or redis-py's ``?password=``); never raises."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<a malformed URL>"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    items = parts.query.split("&") if parts.query else []
+    query = "&".join("password=***" if i.split("=", 1)[0].lower() == "password" else i for i in items)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class FleetState(NamedTuple):

@@ -10,6 +10,7 @@ import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
+from _cli import env, ids_file, one_error_line, run
 from _fleet import RedisServer, free_port
 from conftest import API_KEY
 
@@ -193,3 +194,81 @@ def test_fleet_choice_env_and_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
         asyncvox.Client(API_KEY, "http://127.0.0.1:9/v1", fleet="http://x")
     secret = asyncvox.RedisFleet("redis://:hunter2@127.0.0.1:6379/0")
     assert "hunter2" not in repr(secret)
+
+
+# -- configuration and one broken key (found by a review) ------------------------------------
+
+
+def test_a_redis_url_with_a_bad_port_is_refused_up_front_without_its_password() -> None:
+    # Accepted, redis-py raised ValueError at the first connect, and redacting the URL for
+    # the WARNING raised it again inside the fallback: the fleet task died, the link stayed
+    # "joining", and every id waited out its total_timeout.
+    with pytest.raises(asyncvox.ConfigurationError) as info:
+        asyncvox.RedisFleet("redis://:hunter2@127.0.0.1:99999/0")
+    assert "hunter2" not in str(info.value) and "99999" in str(info.value)
+
+
+# -- 2. a password in the URL's query (redis-py's ?password=, the usual unix:// form) -----
+
+
+async def test_a_password_in_the_url_query_never_reaches_a_log_or_repr(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncvox")
+    url = f"redis://127.0.0.1:{free_port()}/0?password=hunter2"  # nothing listens there
+    assert "hunter2" not in repr(asyncvox.RedisFleet(url))
+    async with (
+        DemoServer(api_key=API_KEY, turns=2) as server,
+        asyncvox.Client(API_KEY, server.base_url, fleet=_fleet(url)) as client,
+    ):
+        outcomes = await client.fetch_calls([f"q-{i}" for i in range(5)])
+    assert all(o.call is not None for o in outcomes)
+    assert "Redis at" in caplog.text  # the fallback WARNING was logged
+    assert "hunter2" not in caplog.text
+
+
+# -- 3. a wrong type under the gcra key only: SYNC works, LEASE fails -> a WARNING per flap -
+
+
+async def test_a_wrong_type_under_the_gcra_key_warns_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncvox")
+    async with DemoServer(api_key=API_KEY, turns=2) as server:
+        keys = fleet_keys(server.base_url, API_KEY)
+        r = redis_server.client()
+        secs, micros = r.time()
+        now = secs * 1_000_000 + micros
+        # a paced fleet (as a refusal anywhere leaves it) ...
+        r.hset(
+            keys.rate,
+            mapping={"rate": "500", "pace0": "450", "cut_at": now, "k": "1", "probe_at": now, "confirmed": 1},
+        )
+        r.hset(keys.gcra, "oops", "a hash where a string belongs")  # ... with a broken gcra key
+        r.close()
+        async with asyncvox.Client(API_KEY, server.base_url, fleet=_fleet(redis_server.url)) as client:
+            link = _link(client)
+            for round_ in range(3):
+                outcomes = await client.fetch_calls([f"g{round_}-{i}" for i in range(20)])
+                assert all(o.call is not None for o in outcomes)
+                await link._sync_once()  # the next background sync (SYNC works: "rejoined")
+            state = client.governor.fleet_state
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "Redis" in r.getMessage()]
+    assert state is not None
+    assert len(warnings) == 1, (len(warnings), state)  # one WARNING for one broken key
+
+
+# -- 4. a malformed --redis URL: a bare ValueError from Client(), a traceback from the CLI ---
+
+
+def test_a_malformed_fleet_url_is_a_configuration_error() -> None:
+    with pytest.raises(asyncvox.ConfigurationError):
+        asyncvox.Client(API_KEY, "http://127.0.0.1:9/v1", fleet="redis://[::1/0")
+
+
+def test_cli_fetch_with_a_malformed_redis_url_exits_2_with_one_line(tmp_path: pathlib.Path) -> None:
+    ids = ids_file(tmp_path, ["a"])
+    environ = env(None, ASYNCVOX_API_KEY="k", ASYNCVOX_BASE_URL="http://127.0.0.1:9/v1")
+    proc = run(["fetch", str(ids), "-o", str(tmp_path / "o.jsonl"), "--redis", "redis://:pw@[::1/0"], environ)
+    assert proc.returncode == 2, proc.stderr[-400:]
+    assert "pw" not in one_error_line(proc)

@@ -131,15 +131,23 @@ def distribution(
     return Plot(key, title, reading, _svg(fig, key))
 
 
+_FIRST_SHOWN = datetime(1, 2, 1, tzinfo=UTC).timestamp()
+_LAST_SHOWN = datetime(9999, 12, 1, tzinfo=UTC).timestamp()
+
+
 def timeline(key: str, title: str, stamps: Sequence[float], failed: Sequence[bool]) -> Plot:
     """Calls and failed calls per hour, day or week (chosen by the span); ``stamps`` are
     epoch seconds, ``failed`` says for each whether it failed."""
     import numpy as np
 
-    if not len(stamps):
-        return Plot(key, title, "No call has a creation time.", None)
     at = np.asarray(stamps, dtype=float)
     bad = np.asarray(failed, dtype=bool)
+    # A time no calendar axis holds (year 0, from a server's "0001-01-01T00:00:00+14:00"):
+    # left out, a month's margin kept for the bins' edges.
+    shown = np.isfinite(at) & (at >= _FIRST_SHOWN) & (at <= _LAST_SHOWN)
+    at, bad = at[shown], bad[shown]
+    if not len(at):
+        return Plot(key, title, "No call has a creation time.", None)
     span = at.max() - at.min()
     step, unit = (
         (3600, "hour")

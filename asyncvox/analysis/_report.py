@@ -228,6 +228,14 @@ def _share(part: int, whole: int) -> str:
     return f"{part:,} ({100 * part / whole:.1f}%)" if whole else f"{part:,}"
 
 
+def _minute(micros: int) -> str:
+    """Epoch microseconds as ``YYYY-MM-DD HH:MM`` (UTC), or what it is if no date is."""
+    try:
+        return f"{datetime.fromtimestamp(micros / 1e6, UTC):%Y-%m-%d %H:%M}"
+    except (OverflowError, ValueError, OSError):
+        return "(a time out of the calendar's range)"
+
+
 def _summary(data: _Data) -> list[tuple[str, str]]:
     pa = pyarrow()
     pc = pa.compute
@@ -239,9 +247,11 @@ def _summary(data: _Data) -> list[tuple[str, str]]:
             f"{n:,}" + (f" ({data.bad_line_count:,} input lines skipped)" if data.bad_line_count else ""),
         )
     ]
-    span = pc.min_max(calls.column("created_at")).as_py()
+    # As integers: a time Python's datetime cannot hold (year 0 in UTC, which a server's
+    # "0001-01-01T00:00:00+14:00" is) would raise converting the min or max.
+    span = pc.min_max(pc.cast(calls.column("created_at"), pa.int64())).as_py()
     if span["min"] is not None:
-        rows.append(("Created", f"{span['min']:%Y-%m-%d %H:%M} to {span['max']:%Y-%m-%d %H:%M} UTC"))
+        rows.append(("Created", f"{_minute(span['min'])} to {_minute(span['max'])} UTC"))
     statuses = sorted(_value_counts(calls.column("status")).items(), key=lambda kv: -kv[1])
     rows.append(("Status", " · ".join(f"{s or '(none)'} {c:,}" for s, c in statuses[:5]) or "-"))
     results = _value_counts(calls.column("result"))

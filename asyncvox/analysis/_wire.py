@@ -157,18 +157,20 @@ def decode_wire_call(raw: bytes | memoryview | str) -> tuple[WireCall, bool]:
     """
     try:
         return _strict.decode(raw), False
-    except msgspec.ValidationError:
-        pass
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         pass
     try:
         obj = _generic.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         # msgspec refuses a few things that are valid JSON (1e400, a lone surrogate
         # escape such as JSON.stringify writes); the standard library takes them.
         try:
             obj = json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            # Valid JSON the client reads (what is too deep becomes None), but not the
+            # tables: skipped and reported; the JSONL keeps the line.
+            raise NotACallError("nested deeper than the tables read (the line is kept as it was)") from None
+        except ValueError:
             raise NotACallError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise NotACallError(f"a JSON {_json_kind(obj)}, not an object")
@@ -226,7 +228,10 @@ def _clean(obj: dict[str, Any], cls: type[S]) -> S:
             continue
         value = obj[wire]
         if kind == "raw":
-            kwargs[attr] = msgspec.Raw(_encode(value))
+            try:
+                kwargs[attr] = msgspec.Raw(_encode(value))
+            except UnicodeEncodeError:  # a lone surrogate (from json.loads): kept escaped
+                kwargs[attr] = msgspec.Raw(json.dumps(value).encode())
         elif kind == "str":
             kwargs[attr] = value if isinstance(value, str) else None
         elif kind == "bool":

@@ -139,6 +139,20 @@ class TableWriter:
         found.append(self.directory / JOURNAL)
         return [p for p in found if p.exists()]
 
+    def check(self, *, resume: bool = False, overwrite: bool = False) -> list[Path]:
+        """What :meth:`open` would refuse, found without touching anything: raises
+        :class:`MissingDependencyError` (no pyarrow), :class:`OutputExistsError` (tables
+        there, neither ``resume`` nor ``overwrite``) or ``ValueError`` (CSV resumed).
+        Returns the earlier output's files. A caller with other files to open checks first.
+        """
+        if resume and self.format != "parquet":
+            raise ValueError("only Parquet output can be resumed")
+        pyarrow()
+        existing = self._ours()
+        if existing and not resume and not overwrite:
+            raise OutputExistsError(f"{self.directory} already holds tables: resume the run or overwrite it")
+        return existing
+
     def open(self, *, resume: bool = False, overwrite: bool = False) -> TableWriter:
         """Prepare the directory: a fresh output, or (``resume``) continue a Parquet one.
 
@@ -147,13 +161,9 @@ class TableWriter:
         """
         if self._opened:
             raise RuntimeError("TableWriter.open() was already called")
-        if resume and self.format != "parquet":
-            raise ValueError("only Parquet output can be resumed")
-        existing = self._ours()
+        existing = self.check(resume=resume, overwrite=overwrite)
         if resume:
             self._load_journal()
-        elif existing and not overwrite:
-            raise OutputExistsError(f"{self.directory} already holds tables: resume the run or overwrite it")
         else:
             for path in existing:
                 path.unlink()

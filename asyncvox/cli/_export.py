@@ -272,7 +272,12 @@ class Export:
             if b"\n" in raw or b"\r" in raw:
                 # Pretty-printed by the server or a proxy: JSON strings cannot hold a raw
                 # line break, so these are whitespace; drop it (tokens stay as sent).
-                raw = msgspec.json.format(raw, indent=-1)
+                try:
+                    raw = msgspec.json.format(raw, indent=-1)
+                except (msgspec.DecodeError, RecursionError):
+                    # msgspec cannot parse every call the client takes (a lone surrogate
+                    # escape, nesting too deep): the line breaks go, nothing else changes.
+                    raw = bytes(raw).translate(None, b"\r\n")
             line = raw + b"\n"
             self._out.append(line)
             self.written += 1

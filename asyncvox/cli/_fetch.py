@@ -13,7 +13,7 @@ from ._export import Export, ExportError, ExportExistsError, OutputError
 from ._ids import MAX_ID_BYTES, IdsFile, RejectedLine, read_ids
 from ._job import export_ids
 from ._progress import summary_lines
-from ._tables_out import open_tables
+from ._tables_out import check_tables, open_tables
 
 
 @click.command()
@@ -107,13 +107,17 @@ def fetch(
     )
     source = IdsFile(ids_file)
     export = Export(out)
-    tables = open_tables(parquet_dir, out, resume=resume, overwrite=force) if parquet_dir else None
+    if parquet_dir:
+        check_tables(parquet_dir, resume=resume, overwrite=force)
     try:
         export.open(resume=resume, overwrite=force, ids=source)
     except ExportExistsError as exc:
         raise click.UsageError(str(exc)) from None
     except ExportError as exc:
         _export_failed(exc)
+    # After the export's own checks and cuts: a refused resume leaves the tables alone, and
+    # the tables catch up only with what the journal says is done.
+    tables = open_tables(parquet_dir, out, resume=resume, overwrite=force) if parquet_dir else None
     # Ids journalled as done that this run's ids never mention: only tracked when the
     # journal's ids could not be checked up front (stdin), to say so at the end.
     unseen = None if export.ids_verified else set(export.done_before)

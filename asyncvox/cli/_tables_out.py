@@ -7,6 +7,8 @@ the calls the JSONL already holds, so the two never disagree after a kill.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncvox
@@ -40,17 +42,32 @@ class TablesOut:
         return f"tables -> {self.writer.directory}/ ({self.writer.calls} calls this run){skipped}"
 
 
-def open_tables(directory: Path, jsonl: Path, *, resume: bool, overwrite: bool) -> TablesOut:
-    """Open the tables for a fetch into ``jsonl``; exit 2 with one line if that cannot be done."""
+@contextlib.contextmanager
+def _or_exit(directory: Path) -> Iterator[None]:
+    """Exit 2 with one line for what keeps the tables from being written."""
     try:
-        writer = analysis.TableWriter(directory)
-        writer.open(resume=resume, overwrite=overwrite)
-        if resume and jsonl.exists():
-            writer.add_jsonl(jsonl)  # calls already exported but not yet in a committed part
+        yield
     except analysis.MissingDependencyError as exc:
         fail(str(exc))
     except analysis.OutputExistsError as exc:
         fail(f"{exc} (--resume continues it, --force starts over)")
     except OSError as exc:
         fail(f"cannot write the tables in {directory}: {exc.strerror or exc}")
+
+
+def check_tables(directory: Path, *, resume: bool, overwrite: bool) -> None:
+    """What opening the tables would refuse, checked before the export is touched (it
+    changes nothing); exit 2 with one line."""
+    with _or_exit(directory):
+        analysis.TableWriter(directory).check(resume=resume, overwrite=overwrite)
+
+
+def open_tables(directory: Path, jsonl: Path, *, resume: bool, overwrite: bool) -> TablesOut:
+    """Open the tables for a fetch into ``jsonl``, once the export is open (on resume its
+    JSONL is then cut back to its journal); exit 2 with one line if that cannot be done."""
+    with _or_exit(directory):
+        writer = analysis.TableWriter(directory)
+        writer.open(resume=resume, overwrite=overwrite)
+        if resume and jsonl.exists():
+            writer.add_jsonl(jsonl)  # calls already exported but not yet in a committed part
     return TablesOut(writer)

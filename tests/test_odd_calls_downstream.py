@@ -1,0 +1,129 @@
+"""Calls the client accepts (too deep, lone surrogates, a year-0 time, pretty-printed) that
+`fetch`, the tables, `export` and `report` must take too; and `fetch --parquet --resume`
+against what the export's own resume cuts or refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from _cli import KEY, env, ids_file, run
+
+from asyncvox import analysis
+from asyncvox.testing import DemoServer
+
+DEEP = b'{"id":"deep-1","status":"completed","metadata":' + b"[" * 1000 + b"]" * 1000 + b"}"
+SURROGATE_META = b'{"id":"sur-1","status":"completed","metadata":{"note":"\\ud83d"}}'
+SURROGATE_ID = b'{"id":"sur-\\ud83d","status":"completed"}'
+YEAR_ZERO = b'{"id":"y0","status":"completed","createdAt":"0001-01-01T00:00:00+14:00"}'
+
+
+@pytest.mark.parametrize(
+    "line", [DEEP, SURROGATE_META, SURROGATE_ID], ids=["deep", "surrogate-meta", "surrogate-id"]
+)
+def test_export_jsonl_never_fails_for_one_line(tmp_path: Path, line: bytes) -> None:
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(b'{"id":"ok-1","status":"completed"}\n' + line + b"\n")
+    result = analysis.export_jsonl(src, tmp_path / "tables")  # README: a bad line is skipped and reported
+    assert result.calls + result.bad_line_count == 2
+    assert "ok-1" in pq.read_table(tmp_path / "tables" / "calls").column("call_id").to_pylist()
+
+
+def test_cli_export_of_a_deep_call_is_not_a_traceback(tmp_path: Path) -> None:
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(b'{"id":"ok-1"}\n' + DEEP + b"\n")
+    proc = run(["export", str(src), "--to", str(tmp_path / "t")], env(None))
+    assert "Traceback" not in proc.stderr, proc.stderr[-600:]
+    assert proc.returncode == 1  # a line skipped, and said so
+    assert "line 2: not a call: nested deeper than the tables read" in proc.stderr
+
+
+def test_cli_report_of_a_year_zero_call_is_not_a_traceback(tmp_path: Path) -> None:
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(b'{"id":"ok-1","createdAt":"2026-01-01T00:00:00Z"}\n' + YEAR_ZERO + b"\n")
+    proc = run(["report", str(src), "-o", str(tmp_path / "r.html")], env(None))
+    assert proc.returncode == 0, proc.stderr[-600:]
+    assert "out of the calendar" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("body", [DEEP, SURROGATE_META], ids=["deep", "surrogate-meta"])
+def test_fetch_parquet_survives_a_call_the_client_accepts(tmp_path: Path, body: bytes) -> None:
+    # The client reads these calls fine (README: too deep -> None, lone surrogate -> U+FFFD;
+    # raw keeps the bytes), so `fetch` writes them; the tables must not end the run.
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        server.add_call(b'{"success":true,"call":' + body + b"}", call_id="odd")
+        ids = ids_file(tmp_path, ["odd", "p-1", "p-2"])
+        out, tables = tmp_path / "calls.jsonl", tmp_path / "tables"
+        proc = run(["fetch", str(ids), "--out", str(out), "--parquet", str(tables), "-q"], env(server))
+    assert "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert len(out.read_bytes().splitlines()) == 3
+
+
+def test_fetch_parquet_resume_does_not_keep_the_line_the_export_cuts(tmp_path: Path) -> None:
+    ids = ["r-0", "r-1", "r-2"]
+    out, tables = tmp_path / "calls.jsonl", tmp_path / "tables"
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        ids_path = ids_file(tmp_path, ids)
+        args = ["fetch", str(ids_path), "--out", str(out), "--parquet", str(tables), "-q", "-c", "1"]
+        first = run(args, env(server))
+        assert first.returncode == 0, first.stderr
+    # What a kill after the last call's line but before its journal line (and before the
+    # tables' close) leaves: the JSONL one line past the journal, no committed part.
+    done = Path(f"{out}.done")
+    done.write_bytes(b"".join(done.read_bytes().splitlines(keepends=True)[:-1]))
+    last = json.loads(out.read_bytes().splitlines()[-1])["customerCallId"]
+    for path in [*tables.rglob("*.parquet"), tables / "_parts.jsonl"]:
+        path.unlink()
+    # Resumed, that id is fetched again; this time the API says it is not found.
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        server.add_missing(last)
+        again = run([*args, "--resume"], env(server))
+    assert again.returncode == 0, again.stderr
+    jsonl_keys = sorted(json.loads(line)["id"] for line in out.read_bytes().splitlines())
+    table_keys = sorted(pq.read_table(tables / "calls").column("call_id").to_pylist())
+    assert Path(f"{out}.missing").read_text().split() == [last]
+    assert table_keys == jsonl_keys  # the tables follow the JSONL (CONTRIBUTING / _tables_out)
+
+
+def test_fetch_parquet_refused_resume_leaves_the_tables_alone(tmp_path: Path) -> None:
+    out, tables = tmp_path / "calls.jsonl", tmp_path / "tables"
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        ids_path = ids_file(tmp_path, ["s-0", "s-1"])
+        args = ["fetch", str(ids_path), "--out", str(out), "--parquet", str(tables), "-q"]
+        assert run(args, env(server)).returncode == 0
+        # calls.jsonl replaced by another file (README: the resume refuses, exit 2,
+        # "every file left as it was")
+        genuine = out.read_bytes()
+        out.write_bytes(b"".join(b'{"id":"foreign-%d"}\n' % i for i in range(20_000)))
+        before = {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()}
+        refused = run([*args, "--resume"], env(server))
+        assert refused.returncode == 2, refused.stderr
+        after = {p: p.read_bytes() for p in tables.rglob("*") if p.is_file()}
+        assert sorted(map(str, after)) == sorted(map(str, before)), "the refused resume changed the tables"
+        out.write_bytes(genuine)  # restored; the resume goes on
+        assert run([*args, "--resume"], env(server)).returncode == 0
+    table_keys = pq.read_table(tables / "calls").column("call_id").to_pylist()
+    assert len(table_keys) == 2, len(table_keys)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        b'{\n  "id": "pp-1",\n  "status": "completed",\n'
+        b'  "messages": [{"role": "user", "message": "\\ud83d"}]\n}',
+        b'{\n  "id": "pp-2",\n  "status": "completed",\n  "metadata": ' + b"[" * 1000 + b"]" * 1000 + b"\n}",
+    ],
+    ids=["pretty-surrogate", "pretty-deep"],
+)
+def test_fetch_writes_a_pretty_printed_call_the_client_accepts(tmp_path: Path, call: bytes) -> None:
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        server.add_call(b'{\n  "success": true,\n  "call": ' + call + b"\n}", call_id="pp")
+        ids = ids_file(tmp_path, ["pp", "p-1"])
+        out = tmp_path / "calls.jsonl"
+        proc = run(["fetch", str(ids), "--out", str(out), "-q"], env(server))
+    assert "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert len(out.read_bytes().splitlines()) == 2
