@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from .._jsonscan import split
+
 __all__ = ["WireCall", "decode_wire_call"]
 
 Number = int | float
@@ -161,20 +163,50 @@ def decode_wire_call(raw: bytes | memoryview | str) -> tuple[WireCall, bool]:
         pass
     try:
         obj = _generic.decode(raw)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except RecursionError:
+        obj = _shallow(_buffer(raw))
+    except msgspec.DecodeError as exc:
         # msgspec refuses a few things that are valid JSON (1e400, a lone surrogate
         # escape such as JSON.stringify writes); the standard library takes them.
         try:
             obj = json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
         except RecursionError:
-            # Valid JSON the client reads (what is too deep becomes None), but not the
-            # tables: skipped and reported; the JSONL keeps the line.
-            raise NotACallError("nested deeper than the tables read (the line is kept as it was)") from None
+            obj = _shallow(_buffer(raw))
         except ValueError:
             raise NotACallError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise NotACallError(f"a JSON {_json_kind(obj)}, not an object")
     return _clean(obj, WireCall), True
+
+
+def _buffer(raw: bytes | memoryview | str) -> bytes | memoryview:
+    return raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+
+
+def _shallow(buf: bytes | memoryview) -> Any:
+    """The JSON value in ``buf``, split one level deep without recursion, each member
+    nested too deep for msgspec (and the standard library) read as ``None``: the call
+    keeps its other fields, as the client keeps them (which nulls only the deep value,
+    walking the models' structure; here a member with one deep value in it is null
+    whole). Raises :class:`NotACallError` if it is not JSON."""
+    found = split(buf)
+    if found is None:
+        raise NotACallError("not valid JSON")
+    view = memoryview(buf)
+    values = []
+    for part in found.parts:
+        piece = view[part.start : part.end]
+        try:
+            value = _generic.decode(piece)
+        except (msgspec.DecodeError, RecursionError):
+            try:
+                value = json.loads(bytes(piece))
+            except (ValueError, RecursionError):
+                value = None
+        values.append((part.key, value))
+    if found.kind == "object":
+        return {key or "": value for key, value in values}
+    return [value for _, value in values] if found.kind == "array" else None
 
 
 def _json_kind(value: Any) -> str:
