@@ -74,12 +74,15 @@ class RedisFleet:
         lease_span: float = 0.25,
         max_lease: int = 8,
     ) -> None:
-        if not isinstance(url, str) or _scheme(url) not in ("redis", "rediss", "unix"):
+        if not isinstance(url, str):
             raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(str(url))!r}")
         try:
-            urlsplit(url).port  # noqa: B018 - a port out of range raises here, not at the first sync
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a port out of range raises here, not at the first sync
         except ValueError as exc:
             raise ConfigurationError(f"fleet URL {_redact(url)!r} is malformed: {exc}") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"fleet must be a redis:// URL, got {_redact(url)!r}")
         for name, value in (
             ("socket_timeout", socket_timeout),
             ("retry_interval", retry_interval),
@@ -99,13 +102,6 @@ class RedisFleet:
 
     def __repr__(self) -> str:
         return f"RedisFleet({_redact(self.url)!r})"
-
-
-def _scheme(url: str) -> str:
-    try:
-        return urlsplit(url).scheme
-    except ValueError:
-        return ""
 
 
 def _redact(url: str) -> str:

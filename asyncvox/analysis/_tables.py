@@ -161,7 +161,7 @@ class TableBuilder:
         except NotACallError as exc:
             raise InvalidCallError(f"not a call: {exc}") from None
         key = call.id or call.customer_call_id or call_id
-        if key:
+        if key and not key.isascii():
             key = str(_fit(key))  # a lone surrogate: the key as the call_id column holds it
         if not key:
             raise InvalidCallError("the call has no `id` or `customerCallId` to key its rows")
