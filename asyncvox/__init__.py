@@ -26,6 +26,7 @@ from .errors import (
     InvalidCallIdError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
 )
 from .fleet import FleetState, RedisFleet
@@ -99,6 +100,7 @@ __all__ = [
     "RateLimitError",
     "RedisFleet",
     "Response",
+    "ResponseTooLargeError",
     "RetryBudget",
     "RetryPolicy",
     "Scenario",

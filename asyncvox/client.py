@@ -29,7 +29,7 @@ from .outcomes import FetchOutcome
 from .request import USE_CLIENT_DEFAULT, Requester, UseClientDefault, check_call_id
 from .retry import RetryBudget, RetryPolicy
 from .stream import CallStream
-from .transport import AiohttpTransport, Transport, check_base_url
+from .transport import DEFAULT_MAX_BODY_BYTES, AiohttpTransport, Transport, check_base_url
 from .waiting import PollPolicy, ReadyPredicate, Waiting, check_wait, wait_for_one
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -68,12 +68,14 @@ class Client:
             (default 300; ``None``: no limit).
         retry_budget: the client's :class:`~asyncvox.RetryBudget`.
         transport: send requests through this :class:`~asyncvox.transport.Transport`
-            instead of aiohttp (tests, custom stacks); ``timeout`` and ``session`` are
-            then not used.
+            instead of aiohttp (tests, custom stacks); ``timeout``, ``session`` and
+            ``max_body_bytes`` are then not used.
         fleet: share this key's limits with other processes through Redis: a
             ``redis://`` URL or a :class:`~asyncvox.RedisFleet`; default
             ``$ASYNCVOX_REDIS_URL`` when set; ``None`` or ``False``: this process's own
             limits only. See "Many processes, one key" in the README.
+        max_body_bytes: the largest answer read, decompressed (default 64 MiB; ``None``:
+            no limit); a call over it fails with :class:`~asyncvox.ResponseTooLargeError`.
 
     Example::
 
@@ -98,6 +100,7 @@ class Client:
         retry_budget: RetryBudget | None = None,
         transport: Transport | None = None,
         fleet: RedisFleet | str | Literal[False] | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not isinstance(key, str):
@@ -144,6 +147,7 @@ class Client:
                 pool_size=concurrency,
                 session=session,
                 proxy_for=self.base_url,
+                max_body_bytes=max_body_bytes,
             )
         self._transport = transport
         self._governor = Governor(

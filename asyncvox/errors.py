@@ -28,6 +28,7 @@ __all__ = [
     "InvalidCallIdError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
 ]
 
@@ -218,6 +219,43 @@ class DecodeError(AsyncvoxError):
 
     def __reduce__(self) -> Any:
         return (_rebuild_decode_error, (type(self), self.args, self.__dict__))
+
+
+class ResponseTooLargeError(AsyncvoxError):
+    """A call's answer was bigger than the client's ``max_body_bytes``: it was not read.
+
+    Reading stops at the limit (counted after decompression, so a small gzip that
+    inflates to gigabytes stops there too) and the connection is closed. Not transient:
+    the same answer would come again. Raise the limit (``Client(max_body_bytes=...)``)
+    for calls that really are that large.
+
+    Attributes:
+        call_id: the call that was asked for.
+        limit: the ``max_body_bytes`` in force.
+        declared: the size the server declared (``Content-Length``), if it did.
+    """
+
+    def __init__(self, limit: int, *, declared: int | None = None, call_id: str | None = None) -> None:
+        super().__init__(limit)
+        self.limit = limit
+        self.declared = declared
+        self.call_id = call_id
+
+    def __str__(self) -> str:
+        size = f"declared {self.declared:,} bytes" if self.declared is not None else "still sending"
+        return (
+            f"the answer is larger than max_body_bytes={self.limit:,} ({size}): not read "
+            f"(call_id={self.call_id!r}); raise Client(max_body_bytes=...) if calls are that large"
+        )
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_too_large, (type(self), self.__dict__))
+
+
+def _rebuild_too_large(cls: type[ResponseTooLargeError], state: dict[str, Any]) -> ResponseTooLargeError:
+    err = cls(state["limit"])
+    err.__dict__.update(state)
+    return err
 
 
 def _rebuild_decode_error(

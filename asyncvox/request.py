@@ -30,6 +30,7 @@ from .errors import (
     DecodeError,
     InvalidCallIdError,
     RateLimitError,
+    ResponseTooLargeError,
     is_api_not_found,
     parse_retry_after,
     status_error,
@@ -232,6 +233,10 @@ class Requester:
         except APIConnectionError as exc:
             kind = "timeout" if isinstance(exc, APITimeoutError) else "connection"
             gov.failed(ticket, started, time.monotonic(), kind)
+            exc.call_id = call_id
+            raise
+        except ResponseTooLargeError as exc:
+            gov.succeeded(ticket, started, time.monotonic())  # answered: nothing about load
             exc.call_id = call_id
             raise
         except BaseException:

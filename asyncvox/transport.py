@@ -8,6 +8,7 @@ methods in tests (see :class:`asyncvox.testing.MockTransport`).
 
 A transport raises only :class:`~asyncvox.APIConnectionError` (no HTTP answer),
 :class:`~asyncvox.APITimeoutError` (no complete answer in time),
+:class:`~asyncvox.ResponseTooLargeError` (a success too large to read),
 :class:`~asyncvox.CertificateError` (TLS verification failed: not transient) or
 :class:`~asyncvox.ConfigurationError` (used after close). It never sees a call id: the
 request path adds it to the error.
@@ -25,9 +26,27 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from .errors import APIConnectionError, APITimeoutError, CertificateError, ConfigurationError, one_line
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    CertificateError,
+    ConfigurationError,
+    ResponseTooLargeError,
+    one_line,
+)
 
-__all__ = ["AiohttpTransport", "Response", "Transport", "check_base_url", "env_proxy"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "AiohttpTransport",
+    "Response",
+    "Transport",
+    "check_base_url",
+    "env_proxy",
+]
+
+#: The largest answer read by default: a thousand times a typical call (~25 kB) and more
+#: than any real one, yet a server (or a proxy, or a gzip bomb) cannot fill memory.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 #: Statuses whose headers the layers above read (throttling, and the wait path's
 #: poll-interval hints on a not-yet 404). A 200's headers are never kept.
@@ -110,8 +129,11 @@ class AiohttpTransport:
         session: a session you own: used as is (never closed), with ``headers`` and
             ``timeout`` passed on each request. aiohttp's own silent re-send of a dropped
             GET stays as you configured it.
-        proxy: the proxy URL; by default resolved once from the environment for
-            ``proxy_for`` (see :func:`env_proxy`).
+        proxy_for: the base URL whose proxy is resolved once from the environment (see
+            :func:`env_proxy`).
+        max_body_bytes: the largest answer read (after decompression); ``None``: no limit.
+            A 200 over it raises :class:`~asyncvox.ResponseTooLargeError`; an error
+            status's body is cut there (only its first bytes go into the error).
     """
 
     def __init__(
@@ -122,7 +144,13 @@ class AiohttpTransport:
         pool_size: int,
         session: aiohttp.ClientSession | None = None,
         proxy_for: str | None = None,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        if max_body_bytes is not None and (
+            not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 1
+        ):
+            raise ConfigurationError(f"max_body_bytes must be an int >= 1 or None, got {max_body_bytes!r}")
+        self._max_body = max_body_bytes
         self._headers = dict(headers)
         self._timeout = timeout
         self._pool_size = pool_size
@@ -182,8 +210,15 @@ class AiohttpTransport:
             raise ConfigurationError("the transport is not open")
         try:
             async with session.get(URL(url, encoded=True), **kwargs) as resp:
-                body = await resp.read()
                 status = resp.status
+                cap = self._max_body
+                # aiohttp's own read when the size is known and fits (the usual answer);
+                # counted as it comes otherwise (chunked, compressed, or declared too big).
+                size = resp.content_length
+                if cap is not None and (size is None or size > cap or "Content-Encoding" in resp.headers):
+                    body = await _read_capped(resp, cap, status)
+                else:
+                    body = await resp.read()
                 return Response(status, body, resp.headers if status in _HEADER_STATUSES else None)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise APITimeoutError("no complete answer within the timeout") from None
@@ -217,3 +252,24 @@ class AiohttpTransport:
         session = self._session
         if session is not None and self._own:
             await session.close()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, status: int) -> bytes:
+    """Read at most ``cap`` bytes of the body (decompressed). A 200 over it raises
+    :class:`ResponseTooLargeError`; another status keeps its first ``cap`` bytes. The
+    rest is never read: leaving the response closes its connection."""
+    declared = resp.content_length if "Content-Encoding" not in resp.headers else None
+    if status == 200 and declared is not None and declared > cap:
+        raise ResponseTooLargeError(cap, declared=declared)
+    blocks: list[bytes] = []
+    size = 0
+    content = resp.content
+    while size <= cap:
+        block = await content.readany()
+        if not block:
+            return b"".join(blocks)
+        blocks.append(block)
+        size += len(block)
+    if status == 200:
+        raise ResponseTooLargeError(cap)
+    return b"".join(blocks)[:cap]
