@@ -6,7 +6,10 @@ is swapped for one whose files fail as the kernel's would. ``$FAULTY_DISK`` says
 
 * ``full:SUFFIX:N`` -- the N-th write to the file whose name ends with SUFFIX writes only
   half its bytes, and every write after it (to any file) raises ENOSPC;
-* ``readonly:ERRNO`` -- opening any file for writing raises that errno (EROFS, EACCES).
+* ``readonly:ERRNO`` -- opening any file for writing raises that errno (EROFS, EACCES);
+* ``tables:N`` -- ``fetch --parquet``'s tables (row groups of 10 calls here) fill the disk
+  at their N-th row group: pyarrow raises its OSError (no errno, as pyarrow's own) from
+  then on, and every write to the export's files raises ENOSPC.
 """
 
 from __future__ import annotations
@@ -48,6 +51,44 @@ def _open(path: Path, how: str) -> BinaryIO:
         raise OSError(code, os.strerror(code), str(path))
     return _FullDiskFile(path, how)  # type: ignore[return-value]
 
+
+class _FillingParquetWriter:
+    """pyarrow's ParquetWriter, until the disk fills (see ``tables:N``)."""
+
+    writes = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._real = _real_writer(*args, **kwargs)
+
+    def _check(self) -> None:
+        if state["full"]:
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    def write_table(self, table: Any) -> None:
+        _FillingParquetWriter.writes += 1
+        if _FillingParquetWriter.writes >= int(spec[0]):
+            state["full"] = True
+        self._check()
+        self._real.write_table(table)
+
+    def close(self) -> None:
+        self._check()
+        self._real.close()
+
+
+if mode == "tables":
+    import pyarrow.parquet
+
+    from asyncvox.analysis import _writer
+
+    _real_writer = pyarrow.parquet.ParquetWriter
+    pyarrow.parquet.ParquetWriter = _FillingParquetWriter  # type: ignore[misc]
+    _real_init = _writer.TableWriter.__init__
+
+    def _small_row_groups(self: Any, *args: Any, **kwargs: Any) -> None:
+        _real_init(self, *args, **{**kwargs, "batch_calls": 10})
+
+    _writer.TableWriter.__init__ = _small_row_groups  # type: ignore[method-assign]
 
 _files.open_file = _open
 main()

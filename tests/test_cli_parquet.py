@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from _cli import KEY, env, exported_ids, ids_file, kill_when_journalled, run
+import pytest
+from _cli import FAULTY_DISK, KEY, env, exported_ids, ids_file, kill_when_journalled, one_error_line, run
 
 from asyncvox.testing import DemoServer, FaultProfile
 
@@ -70,3 +71,28 @@ def test_fetch_parquet_into_existing_tables_needs_resume_or_force(tmp_path: Path
     assert second.returncode == 2
     assert "already holds tables" in second.stderr and "Traceback" not in second.stderr
     assert sorted(_table_ids(tables)) == sorted(_jsonl_keys(first_out))
+
+
+@pytest.mark.parametrize("nth", [1, 4], ids=["at-the-last-commit", "mid-run"])
+def test_a_full_disk_under_the_tables_is_one_line_and_resume_completes_both(tmp_path: Path, nth: int) -> None:
+    """pyarrow's OSError (no errno) from a row group or the commit: exit 2 with the export's
+    one-line file error, never a traceback; ``--resume`` on a disk with room again brings
+    the tables level with the JSONL, each call once. (The harness writes row groups of
+    10 calls: 4 is mid-run of 100; with 1, the only row group is written at the end.)"""
+    count = 100 if nth > 1 else 8
+    ids = ids_file(tmp_path, [f"t-{i:03d}" for i in range(count)])
+    out, tables = tmp_path / "calls.jsonl", tmp_path / "tables"
+    args = ["fetch", str(ids), "--out", str(out), "--parquet", str(tables), "-c", "2"]
+    with DemoServer(api_key=KEY, turns=4).running_in_thread() as server:
+        proc = run(args, env(server, FAULTY_DISK=f"tables:{nth}"), via=FAULTY_DISK)
+        assert proc.returncode == 2, proc.stderr
+        line = one_error_line(proc)
+        assert f"cannot write {tables}: " in line and "No space left on device" in line and "--resume" in line
+        before = exported_ids(out)
+        assert 0 < len(before) < count if nth > 1 else len(before) == count
+        again = run([*args, "--resume"], env(server))
+    assert again.returncode == 0, again.stderr
+    in_tables = _table_ids(tables)
+    assert len(in_tables) == len(set(in_tables))
+    assert sorted(in_tables) == sorted(_jsonl_keys(out))
+    assert sorted(exported_ids(out)) == sorted(f"t-{i:03d}" for i in range(count))

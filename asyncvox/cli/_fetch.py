@@ -151,10 +151,14 @@ def fetch(
                 )
         finally:
             export.close()
-            if tables is not None:
-                tables.close()
-    except ExportError as exc:
-        _export_failed(exc)
+        if tables is not None:
+            tables.close()
+    except BaseException as exc:
+        if tables is not None:
+            tables.close(quietly=True)  # what the JSONL holds, unless the disk refuses
+        if isinstance(exc, ExportError):
+            _export_failed(exc)
+        raise
     if export.done_before and not quiet:
         click.echo(f"resumed: {len(export.done_before)} ids were already done", err=True)
     if not quiet:

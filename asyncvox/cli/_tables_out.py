@@ -15,6 +15,7 @@ import asyncvox
 from asyncvox import analysis
 
 from ._common import fail
+from ._files import OutputError, os_errors
 
 
 class TablesOut:
@@ -26,15 +27,26 @@ class TablesOut:
         self.skipped = 0
 
     def add(self, outcome: asyncvox.FetchOutcome) -> None:
-        """Write one outcome's call (found ones only)."""
-        try:
-            self.writer.add_outcome(outcome)
-        except analysis.InvalidCallError:
-            self.skipped += 1
+        """Write one outcome's call (found ones only); a full disk (pyarrow's OSError) is
+        an :class:`OutputError`, as the export's own files' is."""
+        with os_errors(self.writer.directory, "write"):
+            try:
+                self.writer.add_outcome(outcome)
+            except analysis.InvalidCallError:
+                self.skipped += 1
 
-    def close(self) -> None:
-        """Commit what is buffered."""
-        self.writer.close()
+    def close(self, quietly: bool = False) -> None:
+        """Commit what is buffered (:class:`OutputError` if the disk refuses). ``quietly``
+        (another error is on its way out): if the disk refuses, drop it instead, as a
+        kill would; ``--resume`` adds it again from the JSONL."""
+        try:
+            with os_errors(self.writer.directory, "write"):
+                self.writer.close()
+        except OutputError:
+            if not quietly:
+                raise
+            with contextlib.suppress(OSError):
+                self.writer.abort()
 
     def summary(self) -> str:
         """One line: where the tables went and how many calls they hold."""
