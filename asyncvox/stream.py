@@ -20,19 +20,19 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
+from ._input import END, BatchInput
 from .errors import (
     AsyncvoxError,
     AuthenticationError,
     ConfigurationError,
     EndpointNotFoundError,
-    InvalidCallIdError,
     PermissionDeniedError,
 )
 from .outcomes import BatchStats, FetchOutcome
-from .request import Fetched, Requester, call_id_problem
+from .request import Fetched, Requester
 from .waiting import PollSchedule, Waiting
 
 __all__ = ["FATAL_ERRORS", "CallStream"]
@@ -58,11 +58,6 @@ _Slot = asyncio.Future[Fetched | _Signal]
 _Item = Fetched | FetchOutcome | _Slot | _Signal
 
 
-def _bad_id(item: object, problem: str) -> Fetched:
-    name = item if isinstance(item, str) else repr(item)
-    return Fetched(name, 0, InvalidCallIdError(problem))
-
-
 class _Batch:
     """The engine of one batch: input, workers, output queue, stats and abort state."""
 
@@ -78,21 +73,11 @@ class _Batch:
         self.requester = requester
         self.ordered = ordered
         self.waiting = waiting
-        self.seen: set[str] | None = set() if dedupe else None
-        self.sync_ids: Iterator[Any] | None = None
-        self.async_ids: AsyncIterator[Any] | None = None
-        if isinstance(ids, AsyncIterable):
-            self.async_ids = aiter(ids)
-        elif isinstance(ids, Iterable) and not isinstance(ids, str | bytes):
-            self.sync_ids = iter(ids)
-        else:
-            raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
         total = len(ids) if hasattr(ids, "__len__") else None
         self.stats = BatchStats(total=total, governor=requester.governor)
+        self.input = BatchInput(ids, dedupe, self.stats)
         self.schedule = PollSchedule(self.stats)
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
-        self.pull_lock = asyncio.Lock()
-        self.exhausted = False
         self.fatal: BaseException | None = None
         self.n_workers = workers
         self.running = workers
@@ -109,37 +94,6 @@ class _Batch:
         self.tasks = [
             asyncio.create_task(self._work(), name=f"asyncvox-worker-{i}") for i in range(self.n_workers)
         ]
-
-    async def _pull(self) -> object:
-        """The next raw item of the input, or ``_DONE``."""
-        if self.exhausted:
-            return _DONE
-        item: object
-        if self.sync_ids is not None:
-            item = next(self.sync_ids, _DONE)
-        else:
-            assert self.async_ids is not None
-            try:
-                item = await anext(self.async_ids)
-            except StopAsyncIteration:
-                item = _DONE
-        if item is _DONE:
-            self.exhausted = True
-        return item
-
-    def _admit(self, item: object) -> Fetched | str | None:
-        """A sendable id, a ready result for a bad one, or ``None`` for a duplicate."""
-        problem = call_id_problem(item)
-        if problem is not None:
-            return _bad_id(item, problem)
-        assert isinstance(item, str)
-        seen = self.seen
-        if seen is not None:
-            if item in seen:
-                self.stats.duplicates += 1
-                return None
-            seen.add(item)
-        return item
 
     async def _work(self) -> None:
         try:
@@ -174,18 +128,21 @@ class _Batch:
         fetch = self.requester.fetch
         stats = self.stats
         queue = self.queue
-        sync_ids = self.sync_ids
+        ids = self.input
+        sync_ids = ids.sync
         while True:
             item: object
             if sync_ids is not None:
                 # A plain iterator cannot be entered twice at once: no lock needed.
-                item = next(sync_ids, _DONE)
+                item = next(sync_ids, END)
+                if item is END:
+                    ids.exhausted = True
             else:
-                async with self.pull_lock:
-                    item = await self._pull()
-            if item is _DONE:
+                async with ids.lock:
+                    item = await ids.pull()
+            if item is END:
                 return
-            admitted = self._admit(item)
+            admitted = ids.admit(item)
             if admitted is None:
                 continue
             if type(admitted) is str:
@@ -202,13 +159,14 @@ class _Batch:
         fetch = self.requester.fetch
         stats = self.stats
         loop = asyncio.get_running_loop()
+        ids = self.input
         while True:
-            async with self.pull_lock:
+            async with ids.lock:
                 while True:
-                    item = await self._pull()
-                    if item is _DONE:
+                    item = await ids.pull()
+                    if item is END:
                         return
-                    admitted = self._admit(item)
+                    admitted = ids.admit(item)
                     if admitted is not None:
                         break
                 slot: _Slot = loop.create_future()
@@ -237,22 +195,23 @@ class _Batch:
         fetch = self.requester.fetch
         stats = self.stats
         schedule = self.schedule
+        ids = self.input
         while True:
             now = time.monotonic()
             pending = schedule.pop_due(now)
             if pending is None:
-                if self.exhausted or self.pull_lock.locked():
-                    if self.exhausted and not schedule and not schedule.active:
+                if ids.exhausted or ids.lock.locked():
+                    if ids.exhausted and not schedule and not schedule.active:
                         schedule.notify()  # let the other idle workers see the end too
                         return
                     await schedule.wait(now)
                     continue
-                async with self.pull_lock:
-                    item = await self._pull()
+                async with ids.lock:
+                    item = await ids.pull()
                 schedule.notify()  # the input is free again (or exhausted)
-                if item is _DONE:
+                if item is END:
                     continue
-                admitted = self._admit(item)
+                admitted = ids.admit(item)
                 if admitted is None:
                     continue
                 if not isinstance(admitted, str):
@@ -377,6 +336,12 @@ class _Batch:
         self._signal_consumer(_DONE)
         if self.stats.stopped is None:
             self.stats.stopped = time.monotonic()
+        try:
+            await self.input.close()  # stopped early: the caller's generator is done with
+        except Exception:
+            if self.fatal is None:
+                raise  # the caller's own cleanup failed: theirs to see
+            # else the batch's own error is what the consumer raises next
 
 
 class CallStream:
@@ -387,7 +352,9 @@ class CallStream:
 
     Stopping early: ``break`` out of the loop, ``await stream.aclose()``, leave an
     ``async with`` block, or cancel the consuming task; each cancels every in-flight
-    request at once and leaves the client usable.
+    request at once and leaves the client usable. ``aclose()`` (and so the ``async with``
+    block) also closes the ids' generator if it was not used up, so its ``finally`` runs
+    then rather than at garbage collection.
 
     Example::
 

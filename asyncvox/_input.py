@@ -1,0 +1,99 @@
+"""A batch's input: the caller's ids, pulled lazily, checked, de-duplicated, and closed.
+
+:class:`BatchInput` is what :mod:`asyncvox.stream`'s workers pull from. A plain iterator
+is pulled without a lock (it cannot be entered twice at once); an async one under
+:attr:`BatchInput.lock`. When the batch stops before the input is used up, the input's
+iterator is closed (``aclose()`` / ``close()``, as ``async for`` would leave it to
+garbage collection): a generator reading a database cursor or a file releases it then,
+not at some later collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any
+
+from .errors import InvalidCallIdError
+from .outcomes import BatchStats
+from .request import Fetched, call_id_problem
+
+__all__ = ["END", "BatchInput"]
+
+
+class _End(enum.Enum):
+    END = "end"
+
+
+#: What a pull returns once the input is used up.
+END = _End.END
+
+
+class BatchInput:
+    """The ids of one batch (see the module doc)."""
+
+    def __init__(self, ids: Any, dedupe: bool, stats: BatchStats) -> None:
+        self.seen: set[str] | None = set() if dedupe else None
+        #: The caller's plain iterator, pulled with ``next(sync, END)`` (or ``None``).
+        self.sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        if isinstance(ids, AsyncIterable):
+            self._async = aiter(ids)
+        elif isinstance(ids, Iterable) and not isinstance(ids, str | bytes):
+            self.sync = iter(ids)
+        else:
+            raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
+        #: Held while an async input is being pulled (and by the waiting path, to see
+        #: whether someone is).
+        self.lock = asyncio.Lock()
+        #: Whether :meth:`pull` saw the end (a plain iterator pulled directly never says).
+        self.exhausted = False
+        self._stats = stats
+
+    async def pull(self) -> object:
+        """The next raw item of the input, or :data:`END`."""
+        if self.exhausted:
+            return END
+        item: object
+        if self.sync is not None:
+            item = next(self.sync, END)
+        else:
+            assert self._async is not None
+            try:
+                item = await anext(self._async)
+            except StopAsyncIteration:
+                item = END
+        if item is END:
+            self.exhausted = True
+        return item
+
+    def admit(self, item: object) -> Fetched | str | None:
+        """A sendable id, a ready result for a bad one, or ``None`` for a duplicate."""
+        problem = call_id_problem(item)
+        if problem is not None:
+            name = item if isinstance(item, str) else repr(item)
+            return Fetched(name, 0, InvalidCallIdError(problem))
+        assert isinstance(item, str)
+        seen = self.seen
+        if seen is not None:
+            if item in seen:
+                self._stats.duplicates += 1
+                return None
+            seen.add(item)
+        return item
+
+    async def close(self) -> None:
+        """Close the input's iterator if it has a ``close``/``aclose`` (a generator) and
+        was not used up; once. Call it with no pull running (the workers gone)."""
+        if self.exhausted:
+            return
+        self.exhausted = True
+        if self._async is not None:
+            aclose = getattr(self._async, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        else:
+            close = getattr(self.sync, "close", None)
+            if close is not None:
+                close()
