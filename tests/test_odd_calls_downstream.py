@@ -140,3 +140,27 @@ def test_fetch_writes_a_pretty_printed_call_the_client_accepts(tmp_path: Path, c
     assert "Traceback" not in proc.stderr, proc.stderr[-800:]
     assert proc.returncode == 0, proc.stderr[-800:]
     assert len(out.read_bytes().splitlines()) == 2
+
+
+def test_the_tables_null_only_the_deep_value_as_the_client_does(tmp_path: Path) -> None:
+    """A tool call's arguments nested too deep, in the second of two messages: the tables
+    keep both messages whole but that one's tool calls (null, as the client's ``[None]``
+    says nothing either), and the metadata is null as the client's is."""
+    deep_args = b"[" * 100_000 + b"]" * 100_000
+    line = (
+        b'{"id":"d-2","status":"completed","messages":[{"role":"user","message":"hi"},'
+        b'{"role":"assistant","message":"calling","toolCalls":[{"name":"lookup","arguments":'
+        + deep_args
+        + b'}]}],"metadata":{"team":"a","blob":'
+        + deep_args
+        + b"}}\n"
+    )
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(line)
+    assert analysis.export_jsonl(src, tmp_path / "tables").calls == 1
+    messages = pq.read_table(tmp_path / "tables" / "messages").to_pylist()
+    assert [m["content"] for m in messages] == ["hi", "calling"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["tool_calls_json"] in (None, "null")
+    calls = pq.read_table(tmp_path / "tables" / "calls").to_pylist()
+    assert calls[0]["call_id"] == "d-2" and calls[0]["metadata_json"] in (None, "null")

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .._jsonscan import split
+from .._jsonscan import Split, split
 
 __all__ = ["WireCall", "decode_wire_call"]
 
@@ -184,15 +184,22 @@ def _buffer(raw: bytes | memoryview | str) -> bytes | memoryview:
 
 
 def _shallow(buf: bytes | memoryview) -> Any:
-    """The JSON value in ``buf``, split one level deep without recursion, each member
-    nested too deep for msgspec (and the standard library) read as ``None``: the call
-    keeps its other fields, as the client keeps them (which nulls only the deep value,
-    walking the models' structure; here a member with one deep value in it is null
-    whole). Raises :class:`NotACallError` if it is not JSON."""
+    """The JSON value in ``buf``, split without recursion where msgspec (and the standard
+    library) cannot go, along the tables' own structure (a call, its lists of messages
+    and results, their members): a member nested too deep is read as ``None``, as the
+    client reads it (a message's ``toolCalls`` or the call's ``metadata`` null whole),
+    and the call keeps every other field and element. Raises :class:`NotACallError` if
+    it is not JSON."""
     found = split(buf)
     if found is None:
         raise NotACallError("not valid JSON")
-    view = memoryview(buf)
+    return _rebuilt(memoryview(buf), found, WireCall)
+
+
+def _rebuilt(view: memoryview, found: Split, cls: type[_Wire]) -> Any:
+    """The container ``found`` split from ``view`` (an object of ``cls``, or an array of
+    them), each member decoded, or split again where the structure goes on."""
+    kinds = {wire: (kind, nested) for _, wire, kind, nested in _plan(cls)}
     values = []
     for part in found.parts:
         piece = view[part.start : part.end]
@@ -201,7 +208,14 @@ def _shallow(buf: bytes | memoryview) -> Any:
         except (msgspec.DecodeError, RecursionError):
             try:
                 value = json.loads(bytes(piece))
-            except (ValueError, RecursionError):
+            except RecursionError:
+                if found.kind == "array":
+                    kind, nested = "struct", cls
+                else:
+                    kind, nested = kinds.get(part.key or "", ("", None))
+                inner = split(piece) if kind in ("struct", "list") else None
+                value = _rebuilt(piece, inner, nested) if inner is not None and inner.parts else None
+            except ValueError:
                 value = None
         values.append((part.key, value))
     if found.kind == "object":
