@@ -22,6 +22,8 @@ Pure (no asyncio, no I/O, no clock of its own): :class:`Pacer` is driven by
   the estimate with nothing refused, the estimate was wrong: it moves up under the
   probe, which goes on doubling, faster.
   A limit measured again where it was is climbed back to more slowly (crossed less often).
+  Slow start refused a few milliseconds in, after a burst (a fast server), ramps instead:
+  its guess was the burst, not a rate.
 * **Emergencies.** Refusals that go on after a cut (the limit fell) cut the pace at once
   to what was admitted since, halving at most per step, and the next onset measures over
   a short span.
@@ -76,6 +78,14 @@ PROBE_DOUBLING = 2.0
 RESTART_DOUBLING = 1.0
 #: The probe never goes above this multiple of the estimate (then the estimate was wrong).
 PROBE_MAX = 2.0
+#: Slow start refused within this share of its guess's span of the client's first start,
+#: after a burst was admitted, guessed the burst and not a rate: the pace ramps from it,
+#: doubling every :data:`RAMP_DOUBLING` seconds ...
+RAMP_AGE = 0.25
+RAMP_DOUBLING = 0.25
+#: ... and the onset that ends the ramp measures over this span (a longer one would hold
+#: the ramp's slower part, and the estimate would start low).
+RAMP_SPAN = 0.125
 #: Seconds the pace takes to climb back after slow start's first refusal halved it.
 FIRST_BACK = 1.0
 #: An emergency slow-down needs this many starts since the cut ...
@@ -114,6 +124,7 @@ class Pacer:
         "_onset",
         "_onsets",
         "_post_refused",
+        "_ramping",
         "_ring",
         "_seq",
         "_steady",
@@ -147,6 +158,7 @@ class Pacer:
         self._first_refused = 0.0
         self._measured = 0.0  # when the rate was last measured
         self._emergency = False  # the last cut was an emergency
+        self._ramping = False  # the pace ramps from slow start's guess of a burst
         self._chain_floor: float | None = None  # the lowest estimate the pause chain allows
         self._chain_end = 0.0  # the first admitted start after the last pause chain
         self._chain_pauses = 0  # pauses in the chain going on
@@ -206,7 +218,7 @@ class Pacer:
                 self.rate = self._bounded(PROBE_MAX * self.rate / top)
                 self._steady = 0
                 self._t0 = now - self._k - self._x1
-                self._doubling = RESTART_DOUBLING
+                self._doubling = min(self._doubling, RESTART_DOUBLING)
                 factor = top
         pace = self.rate * factor
         return pace if self.told is None else min(pace, self.told * (1 - TOLD_MARGIN))
@@ -232,11 +244,13 @@ class Pacer:
         if seq <= self._cut_seq:
             return  # started before the last cut: the old pace's doing
         assert self.pace is not None
-        if self._onset and started - self._measured >= MEASURE_GAP:
+        if self._onset and (self._ramping or started - self._measured >= MEASURE_GAP):
             emergency, self._emergency = self._emergency, False
             # At least enough starts to count (a short span at a low pace holds too few,
             # and an emergency at a low rate would never be measured, only cut again).
-            span = max(SHORT_SPAN if emergency else ONSET_SPAN, SPAN_STARTS / self.pace)
+            ramping = self._ramping
+            span = RAMP_SPAN if ramping else SHORT_SPAN if emergency else ONSET_SPAN
+            span = max(span, SPAN_STARTS / self.pace)
             counted = self._admitted(started, seq, span=span)
             if counted is not None:
                 estimate = counted.rate
@@ -248,7 +262,7 @@ class Pacer:
                 # then): refused at this pace, the limit is not far below it, if the probe
                 # was crossing slowly (a window's limiter refuses up to a window late, and
                 # a fast probe, as one climbing back after an emergency, is far past it).
-                if not emergency:
+                if not (emergency or ramping):
                     estimate = max(estimate, (1 - MARGIN) * min(self.pace, (1 + 2 * MARGIN) * self.rate))
                 # Measured again where it was: the limit is steady, probe it less often.
                 steady = abs(estimate - self.rate) <= STEADY * self.rate
@@ -289,12 +303,24 @@ class Pacer:
         until a refusal measures better.
         """
         self._first_refused = self._measured = started
+        ring = self._ring
         span = max(0.1, lately.latency)
-        sent = (newest - self._ring.first_after(now - span, newest) + 1) / span
+        sent = (newest - ring.first_after(now - span, newest) + 1) / span
         self.rate = self._bounded(max(1.0, sent, lately.delivered))
         self.measured = False
         tuning = self._tuning
-        self._cut(now, newest, tuning.first_cut * self.rate, back=FIRST_BACK if tuning.first_back else None)
+        pace = tuning.first_cut * self.rate
+        self._cut(now, newest, pace, back=FIRST_BACK if tuning.first_back else None)
+        if self.told is None and ring.at(1) > now - RAMP_AGE * span and ring.refused[0] > EVIDENCE:
+            # Refused a few milliseconds into the client's life, after a burst was admitted
+            # (nginx's limit_req with a burst, before a fast server): the guess is that
+            # burst over a span the client had not lived, whatever the rate. The pace
+            # doubles from the cut (a round trip of milliseconds makes the overshoot cost
+            # next to nothing) until an onset measures, over a span the ramp cannot hold.
+            self.rate = pace / (1 + PROBE_CUBIC * MARGIN)  # the doubling part starts at pace
+            self._t0 = now - self._k - self._x1
+            self._doubling, self._ramping = RAMP_DOUBLING, True
+            self.pace = self._probe(now)
 
     def paused(self, now: float, until: float, seq: int, lately: Lately) -> None:
         """Everything is refused, starts stop until ``until``: resume at what was granted.
@@ -413,6 +439,7 @@ class Pacer:
         self._c_below = depth / (k * k * k)
         self._t0 = now
         self._doubling = PROBE_DOUBLING
+        self._ramping = False
         self._cut_seq = seq
         self._cut_start = now
         self._post_refused = 0

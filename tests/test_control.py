@@ -241,11 +241,15 @@ def test_the_pace_converges_to_the_servers_rate(name: str, seed: int) -> None:
     # Within 300 starts (3 s at R) of the first refusal the pace is within -15%..+25% of R
     # and stays there (probes cross R; a window's limiter refuses a crossing late), at
     # 95-103% of R on average. (-15%, not -12%: a pause chain from the very first requests
-    # may halve the estimate only once, so a sliding log's first dip goes a little lower.)
+    # may halve the estimate only once, so a sliding log's first dip goes a little lower.
+    # +30% before nginx's model: its burst of 0.1 s of R is drained by a crossing before it
+    # refuses one, and after slow start's ramp the estimate starts a few % under R, so the
+    # cubic past it is steeper when it crosses.)
     first = next(i for i, (_, pace) in enumerate(ctl.starts) if pace is not None)
     settled = [pace for _, pace in ctl.starts[first + 300 :] if pace is not None]
     assert len(settled) == len(ctl.starts) - first - 300
-    assert min(settled) >= 0.85 * R and max(settled) <= 1.25 * R
+    top = 1.3 if name == "gcra-nginx" else 1.25
+    assert min(settled) >= 0.85 * R and max(settled) <= top * R
     assert 0.95 * R <= sum(settled) / len(settled) <= 1.03 * R
     assert result.lost == 0
     assert share_refused(result) < 0.02
@@ -565,3 +569,34 @@ def test_a_probe_at_twice_its_estimate_goes_on_doubling_faster() -> None:
     assert pacer.pace >= 2 * at_restart
     assert now - restarted <= 1.1 * _pacing.RESTART_DOUBLING
     assert pacer.rate >= _pacing.PROBE_MAX * (R / 4) / top
+
+
+@pytest.mark.parametrize("rate", [300.0, 1000.0])
+def test_a_burst_refused_in_the_first_milliseconds_ramps_to_the_rate_within_a_second(rate: float) -> None:
+    """nginx's limit_req (burst 10) before a 1-3 ms server refuses slow start a few ms in,
+    after the burst: the guess (the burst over a 0.1 s span) is far under R. The pace
+    ramps, doubling every 0.25 s, and the onset that ends the ramp measures the rate, not
+    the ramp: within 1.5 s the pace holds 90-110% of R. (Before: 40% of R at 300/s for
+    seconds, 1.16x ideal; 1.54x at 1000/s.)"""
+    params = shapes.Params(n=int(10 * rate), rate=rate, concurrency=64)
+    result, ctl = simulate("gcra-nginx", params=params)
+    first_refusal = ctl.refusals[0][1]
+    assert first_refusal < 0.02  # the case: refused within milliseconds
+    later = [pace for t, pace in ctl.starts if t > first_refusal + 1.5 and pace is not None]
+    assert min(later) >= 0.9 * rate and max(later) <= 1.25 * rate
+    assert sum(later) / len(later) >= 0.95 * rate
+    assert result.wall / shapes.ideal(shapes.shape_named("gcra-nginx"), params) <= 1.1
+    assert share_refused(result) < 0.01
+
+
+def test_a_first_refusal_after_a_slow_round_trip_does_not_ramp() -> None:
+    """The same burst before a 50-150 ms server: the first refusal comes a round trip or
+    more into the client's life, its guess is a rate (what went out over the last round
+    trip), and the pace climbs back to it as before, never past twice it within a second."""
+    result, ctl = simulate("token-bucket-small")
+    first_refusal = ctl.refusals[0][1]
+    assert first_refusal > 0.05
+    guess = next(pace for t, pace in ctl.starts if t > first_refusal and pace is not None)
+    soon = [pace for t, pace in ctl.starts if first_refusal < t < first_refusal + 1.0 and pace is not None]
+    assert max(soon) <= 2.0 * guess
+    assert result.lost == 0
