@@ -19,7 +19,7 @@ from .errors import InvalidCallIdError
 from .outcomes import BatchStats
 from .request import Fetched, call_id_problem
 
-__all__ = ["END", "BatchInput"]
+__all__ = ["END", "BatchInput", "noting_order"]
 
 
 class _End(enum.Enum):
@@ -97,3 +97,44 @@ class BatchInput:
             close = getattr(self.sync, "close", None)
             if close is not None:
                 close()
+
+
+def noting_order(ids: Any, order: dict[str, int]) -> Any:
+    """``ids`` as given (``fetch_calls``), noting the position of each one's first
+    appearance in ``order`` (non-str items under their ``repr``, as their outcomes name
+    them)."""
+
+    def note(item: object) -> None:
+        key = item if isinstance(item, str) else repr(item)
+        if key not in order:
+            order[key] = len(order)
+
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable | AsyncIterable):
+        return ids  # not an iterable of ids: CallStream says so
+    # Closing a tap closes the caller's iterator too (a loop would not): a batch stopped
+    # early closes its input (see CallStream), which must reach the caller's generator.
+    if isinstance(ids, AsyncIterable):
+        source = aiter(ids)
+
+        async def tap_async() -> AsyncIterator[Any]:
+            try:
+                async for item in source:
+                    note(item)
+                    yield item
+            finally:
+                if hasattr(source, "aclose"):
+                    await source.aclose()
+
+        return tap_async()
+    plain = iter(ids)
+
+    def tap() -> Iterator[Any]:
+        try:
+            for item in plain:
+                note(item)
+                yield item
+        finally:
+            if hasattr(plain, "close"):
+                plain.close()
+
+    return tap()

@@ -14,12 +14,13 @@ import dataclasses
 import os
 import sys
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, Iterable
 from typing import Any, Final, Literal
 
 import aiohttp
 
 from ._fleet_scripts import fleet_keys
+from ._input import noting_order
 from ._version import __version__
 from .errors import ConfigurationError
 from .fleet import REDIS_URL_ENV, RedisFleet
@@ -74,8 +75,9 @@ class Client:
             ``redis://`` URL or a :class:`~asyncvox.RedisFleet`; default
             ``$ASYNCVOX_REDIS_URL`` when set; ``None`` or ``False``: this process's own
             limits only. See "Many processes, one key" in the README.
-        max_body_bytes: the largest answer read, decompressed (default 64 MiB; ``None``:
-            no limit); a call over it fails with :class:`~asyncvox.ResponseTooLargeError`.
+        max_body_bytes: the largest answer read, decompressed (default 64 MiB, at least
+            1024; ``None``: no limit); a 200 over it fails with
+            :class:`~asyncvox.ResponseTooLargeError`, an error status's body is cut there.
 
     Example::
 
@@ -374,7 +376,7 @@ class Client:
                 return [outcome async for outcome in stream]
         order: dict[str, int] = {}
         stream = self.iter_calls(
-            _noting_order(ids, order),
+            noting_order(ids, order),
             concurrency=concurrency,
             dedupe=dedupe,
             wait=wait,
@@ -401,34 +403,6 @@ class Client:
             stacklevel=2,
         )
         return await self.fetch_calls(ids, concurrency=concurrency, dedupe=dedupe)
-
-
-def _noting_order(ids: _Ids, order: dict[str, int]) -> _Ids:
-    """``ids`` as given, noting the position of each one's first appearance in ``order``
-    (non-str items under their ``repr``, as their outcomes name them)."""
-
-    def note(item: object) -> None:
-        key = item if isinstance(item, str) else repr(item)
-        if key not in order:
-            order[key] = len(order)
-
-    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable | AsyncIterable):
-        return ids  # not an iterable of ids: CallStream says so
-    if isinstance(ids, AsyncIterable):
-
-        async def tap_async() -> AsyncIterator[Any]:
-            async for item in ids:
-                note(item)
-                yield item
-
-        return tap_async()
-
-    def tap() -> Iterator[Any]:
-        for item in ids:
-            note(item)
-            yield item
-
-    return tap()
 
 
 def _fleet_choice(choice: object, base_url: str, key: str) -> dict[str, Any]:

@@ -364,14 +364,23 @@ def status_error(
     path: str = "",
     retry_after: str | None = None,
     secret: bytes | None = None,
+    cut: bool = False,
 ) -> APIStatusError:
     """Map an error response to the matching exception of the tree.
 
     ``secret`` (the api key) is blanked out of the body first: a proxy page that echoes
     the request's headers must not carry the key into a message, a log line or ``.body``.
+    A body ``cut`` at the client's ``max_body_bytes`` may end inside the key: such an end
+    is blanked too.
     """
-    if secret and secret in body:
-        body = body.replace(secret, b"***")
+    if secret:
+        if secret in body:
+            body = body.replace(secret, b"***")
+        if cut:
+            for size in range(min(len(secret), len(body)), 0, -1):
+                if body.endswith(secret[:size]):
+                    body = body[:-size] + b"***"
+                    break
     is_api, text = _api_error_text(body)
     message = one_line(text) if text is not None else body_excerpt(body)
     if status == 401:

@@ -237,6 +237,8 @@ class Requester:
             raise
         except ResponseTooLargeError as exc:
             gov.succeeded(ticket, started, time.monotonic())  # answered: nothing about load
+            if stats is not None:
+                stats.statuses[200] += 1  # an answer, though not read
             exc.call_id = call_id
             raise
         except BaseException:
@@ -262,6 +264,7 @@ class Requester:
             path=self._calls_path + url[len(self._calls_prefix) :],
             retry_after=headers.get("Retry-After") if headers is not None else None,
             secret=self._secret,
+            cut=resp.cut,
         )
         ended = time.monotonic()
         if status == 429 or (status == 503 and error.retry_after is not None):

@@ -338,6 +338,12 @@ class _Batch:
             self.stats.stopped = time.monotonic()
         try:
             await self.input.close()  # stopped early: the caller's generator is done with
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled
+            # else a cleanup that cancelled a helper task and awaited it: not a cancellation
+            # of anyone's, and no error of the batch's
         except Exception:
             if self.fatal is None:
                 raise  # the caller's own cleanup failed: theirs to see

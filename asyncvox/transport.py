@@ -37,6 +37,7 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "MIN_MAX_BODY_BYTES",
     "AiohttpTransport",
     "Response",
     "Transport",
@@ -47,6 +48,9 @@ __all__ = [
 #: The largest answer read by default: a thousand times a typical call (~25 kB) and more
 #: than any real one, yet a server (or a proxy, or a gzip bomb) cannot fill memory.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+#: The smallest limit allowed: an error body cut shorter may no longer read as the API's
+#: own (its "Call not found" 404 would look like a wrong base URL and end a batch).
+MIN_MAX_BODY_BYTES = 1024
 
 #: Statuses whose headers the layers above read (throttling, and the wait path's
 #: poll-interval hints on a not-yet 404). A 200's headers are never kept.
@@ -76,11 +80,13 @@ class Response(msgspec.Struct, gc=False):
         body: the whole body.
         headers: the response headers for a 404, 429 or 503 (``Retry-After`` and similar
             hints live there); ``None`` otherwise, so the success path keeps nothing.
+        cut: whether the body was cut at ``max_body_bytes`` (an error status's).
     """
 
     status: int
     body: bytes
     headers: Mapping[str, str] | None = None
+    cut: bool = False
 
 
 class Transport(Protocol):
@@ -131,7 +137,8 @@ class AiohttpTransport:
             GET stays as you configured it.
         proxy_for: the base URL whose proxy is resolved once from the environment (see
             :func:`env_proxy`).
-        max_body_bytes: the largest answer read (after decompression); ``None``: no limit.
+        max_body_bytes: the largest answer read (after decompression), at least
+            :data:`MIN_MAX_BODY_BYTES`; ``None``: no limit.
             A 200 over it raises :class:`~asyncvox.ResponseTooLargeError`; an error
             status's body is cut there (only its first bytes go into the error).
     """
@@ -147,9 +154,13 @@ class AiohttpTransport:
         max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if max_body_bytes is not None and (
-            not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 1
+            not isinstance(max_body_bytes, int)
+            or isinstance(max_body_bytes, bool)
+            or max_body_bytes < MIN_MAX_BODY_BYTES
         ):
-            raise ConfigurationError(f"max_body_bytes must be an int >= 1 or None, got {max_body_bytes!r}")
+            raise ConfigurationError(
+                f"max_body_bytes must be an int >= {MIN_MAX_BODY_BYTES} or None, got {max_body_bytes!r}"
+            )
         self._max_body = max_body_bytes
         self._headers = dict(headers)
         self._timeout = timeout
@@ -216,10 +227,10 @@ class AiohttpTransport:
                 # counted as it comes otherwise (chunked, compressed, or declared too big).
                 size = resp.content_length
                 if cap is not None and (size is None or size > cap or "Content-Encoding" in resp.headers):
-                    body = await _read_capped(resp, cap, status)
+                    body, cut = await _read_capped(resp, cap, status)
                 else:
-                    body = await resp.read()
-                return Response(status, body, resp.headers if status in _HEADER_STATUSES else None)
+                    body, cut = await resp.read(), False
+                return Response(status, body, resp.headers if status in _HEADER_STATUSES else None, cut)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise APITimeoutError("no complete answer within the timeout") from None
         except aiohttp.ClientError as exc:
@@ -254,10 +265,10 @@ class AiohttpTransport:
             await session.close()
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int, status: int) -> bytes:
-    """Read at most ``cap`` bytes of the body (decompressed). A 200 over it raises
-    :class:`ResponseTooLargeError`; another status keeps its first ``cap`` bytes. The
-    rest is never read: leaving the response closes its connection."""
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, status: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of the body (decompressed), and whether it was cut. A 200 over
+    it raises :class:`ResponseTooLargeError`; another status keeps its first ``cap`` bytes.
+    The rest is never read: leaving the response closes its connection."""
     declared = resp.content_length if "Content-Encoding" not in resp.headers else None
     if status == 200 and declared is not None and declared > cap:
         raise ResponseTooLargeError(cap, declared=declared)
@@ -267,9 +278,9 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, status: int) -> b
     while size <= cap:
         block = await content.readany()
         if not block:
-            return b"".join(blocks)
+            return b"".join(blocks), False
         blocks.append(block)
         size += len(block)
     if status == 200:
         raise ResponseTooLargeError(cap)
-    return b"".join(blocks)[:cap]
+    return b"".join(blocks)[:cap], True

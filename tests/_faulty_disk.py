@@ -8,8 +8,11 @@ is swapped for one whose files fail as the kernel's would. ``$FAULTY_DISK`` says
   half its bytes, and every write after it (to any file) raises ENOSPC;
 * ``readonly:ERRNO`` -- opening any file for writing raises that errno (EROFS, EACCES);
 * ``tables:N`` -- ``fetch --parquet``'s tables (row groups of 10 calls here) fill the disk
-  at their N-th row group: pyarrow raises its OSError (no errno, as pyarrow's own) from
-  then on, and every write to the export's files raises ENOSPC.
+  at the N-th ``write_table`` (counted over all six tables: a row group is up to six):
+  pyarrow raises its OSError (no errno, as pyarrow's own) from then on, and every write
+  to the export's files raises ENOSPC;
+* ``tables-once:N`` -- the same N-th ``write_table`` fails, and only it: then there is
+  room again (another process freed space).
 """
 
 from __future__ import annotations
@@ -66,7 +69,9 @@ class _FillingParquetWriter:
 
     def write_table(self, table: Any) -> None:
         _FillingParquetWriter.writes += 1
-        if _FillingParquetWriter.writes >= int(spec[0]):
+        if _FillingParquetWriter.writes == int(spec[0]) and mode == "tables-once":
+            raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+        if _FillingParquetWriter.writes >= int(spec[0]) and mode == "tables":
             state["full"] = True
         self._check()
         self._real.write_table(table)
@@ -76,7 +81,7 @@ class _FillingParquetWriter:
         self._real.close()
 
 
-if mode == "tables":
+if mode in ("tables", "tables-once"):
     import pyarrow.parquet
 
     from asyncvox.analysis import _writer

@@ -6,6 +6,7 @@ have closed it.)"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -102,4 +103,42 @@ async def test_a_failing_cleanup_on_an_early_close_is_the_callers_to_see(client:
         await stream.aclose()
     assert ids.cleaned == 1
     assert client.governor.in_flight == 0  # the workers were gone before the cleanup ran
+    del source
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_fetch_calls_waiting_closes_it_on_a_fatal_error_too(server: DemoServer, kind: str) -> None:
+    ids = Tracked(10_000)
+    source = ids.agen() if kind == "async" else ids.gen()
+    server.script("id-3", [401])
+    async with asyncvox.Client(API_KEY, server.base_url, concurrency=2) as client:
+        with pytest.raises(asyncvox.AuthenticationError):
+            await client.fetch_calls(source, wait=5)
+    assert ids.cleaned == 1
+    del source
+
+
+async def test_a_cleanup_that_cancels_its_own_helper_hides_nothing(server: DemoServer) -> None:
+    """A generator whose ``finally`` cancels a helper task and awaits it raises
+    CancelledError out of its cleanup: the batch's 401 is what the caller sees, and the
+    caller's task is not left cancelled."""
+    helper_done = asyncio.Event()
+
+    async def ids() -> AsyncIterator[str]:
+        helper = asyncio.create_task(helper_done.wait())
+        try:
+            for i in range(10_000):
+                yield f"id-{i}"
+        finally:
+            helper.cancel()
+            await helper
+
+    server.script("id-3", [401])
+    source = ids()
+    async with asyncvox.Client(API_KEY, server.base_url, concurrency=2) as client:
+        with pytest.raises(asyncvox.AuthenticationError):
+            await client.fetch_calls(source)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        assert await client.get_call("after") is not None
     del source

@@ -80,6 +80,12 @@ async def odd_server() -> AsyncIterator[tuple[str, Sent]]:
             finally:
                 sent.endless_over.set()
             return resp
+        if call_id.startswith("echo-"):  # a page echoing the request's headers
+            pad = int(call_id[5:])
+            page = b"x" * pad + b"<p>" + request.headers["Authorization"].encode() + b"</p>"
+            return await _chunked(request, page, status=502)
+        if call_id == "gone":  # the API's own 404, sent chunked (so it goes the capped way)
+            return await _chunked(request, b'{"success":false,"error":"Call not found"}', status=404)
         if call_id == "big-500":
             return await _chunked(request, b"<html>" + b"e" * (4 * LIMIT), status=500)
         return web.Response(body=envelope(synth_call(call_id, turns=2)), content_type="application/json")
@@ -163,7 +169,7 @@ async def test_an_error_status_with_a_huge_body_is_mapped_with_its_body_cut(
     assert outcome.attempts == 3 and sent.requests.count("big-500") == 3  # a 500 is retried as ever
 
 
-@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "64"])
+@pytest.mark.parametrize("bad", [0, -1, 1023, True, 1.5, "64"])
 def test_a_bad_max_body_bytes_is_a_configuration_error(bad: object) -> None:
     with pytest.raises(asyncvox.ConfigurationError, match="max_body_bytes"):
         asyncvox.Client(API_KEY, "http://127.0.0.1:1/v1", max_body_bytes=bad)  # type: ignore[arg-type]
@@ -175,3 +181,26 @@ def test_the_error_pickles_with_its_figures() -> None:
     assert type(copy) is asyncvox.ResponseTooLargeError
     assert (copy.limit, copy.declared, copy.call_id) == (10, 99, "c")
     assert str(copy) == str(err)
+
+
+async def test_a_cut_error_body_never_keeps_part_of_an_echoed_key(odd_server: tuple[str, Sent]) -> None:
+    """A proxy's page that echoes the Authorization header, cut by the limit inside the
+    key: the part of the key before the cut is blanked as the whole key would be."""
+    base, _ = odd_server
+    limit = 1024
+    async with asyncvox.Client(API_KEY, base, max_body_bytes=limit, max_retries=0) as client:
+        for cut_after in (1, 5, len(API_KEY) - 1):
+            pad = limit - len("<p>Bearer ") - cut_after
+            outcome = await client.fetch(f"echo-{pad}")
+            assert isinstance(outcome.error, asyncvox.ServerError)
+            body = outcome.error.body
+            assert len(body) <= limit + 3 and body.endswith(b"Bearer ***"), body[-30:]
+            assert API_KEY[:cut_after].encode() not in body[-40:]
+            assert API_KEY[:cut_after] not in str(outcome.error)[-60:]
+
+
+async def test_the_small_limit_floor_keeps_the_apis_own_404(odd_server: tuple[str, Sent]) -> None:
+    base, _ = odd_server
+    async with asyncvox.Client(API_KEY, base, max_body_bytes=1024) as client:
+        outcome = await client.fetch("gone")
+    assert outcome.error is None and not outcome.found  # the API's own not found, not a batch-ender

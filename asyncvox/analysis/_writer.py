@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -116,6 +117,8 @@ class TableWriter:
         self._writers: dict[str, Any] = {}
         self._opened = False
         self._closed = False
+        #: A write that failed: the part it belonged to can no longer be committed.
+        self._failed: BaseException | None = None
 
     # -- files ---------------------------------------------------------------------
 
@@ -219,6 +222,8 @@ class TableWriter:
         """
         if not self._opened or self._closed:
             raise RuntimeError("TableWriter: call open() first (and not after close())")
+        if self._failed is not None:
+            raise RuntimeError(f"TableWriter: a write failed ({self._failed}); abort() and resume")
         key = self._builder.add(raw, call_id=call_id)
         self._part_ids.append(key)
         self.calls += 1
@@ -228,7 +233,7 @@ class TableWriter:
             len(self._builder) + self._pending_calls >= self.batch_calls
             or len(self._part_ids) >= self.part_calls
         ):
-            self._flush()
+            self._guarded(self._flush)
         return key
 
     def add_outcome(self, outcome: FetchOutcome) -> str | None:
@@ -336,15 +341,28 @@ class TableWriter:
         """Write what is buffered and commit it. Idempotent.
 
         A Parquet output that received no call at all still gets one empty part per
-        table, so that readers find every table with its columns.
+        table, so that readers find every table with its columns. After a write that
+        failed (a full disk), the part it belonged to is dropped instead, as a crash
+        would drop it (a resume adds its calls again), and that error is raised again:
+        committing it would journal calls whose rows were never written.
         """
         if self._closed or not self._opened:
             self._closed = True
             return
+        if self._failed is not None:
+            self.abort()
+            raise self._failed
         self._closed = True
-        self._flush()
+        self._guarded(self._flush)
         if self._writers or self._part_ids or self._part == 0:
-            self._commit()
+            self._guarded(self._commit)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except BaseException as exc:
+            self._failed = exc
+            raise
 
     def abort(self) -> None:
         """Stop without committing what is buffered (as a crash would; resume redoes it)."""
