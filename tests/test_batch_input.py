@@ -7,6 +7,7 @@ have closed it.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -27,11 +28,10 @@ class Tracked:
 
     async def agen(self) -> AsyncIterator[str]:
         try:
-            for i in range(self.n):
-                self.pulled += 1
-                yield f"id-{i}"
+            with contextlib.closing(self.gen()) as ids:
+                for call_id in ids:
+                    yield call_id
         finally:
-            self.cleaned += 1
             if self.cleanup_fails:
                 raise OSError("the caller's cursor would not close")
 
