@@ -226,8 +226,8 @@ class ResponseTooLargeError(AsyncvoxError):
 
     Reading stops at the limit (counted after decompression, so a small gzip that
     inflates to gigabytes stops there too) and the connection is closed. Not transient:
-    the same answer would come again. Raise the limit (``Client(max_body_bytes=...)``)
-    for calls that really are that large.
+    the same answer would come again. Raise the limit (``Client(max_body_bytes=...)``,
+    or ``--max-body-bytes`` on the command line) for calls that really are that large.
 
     Attributes:
         call_id: the call that was asked for.
@@ -245,7 +245,8 @@ class ResponseTooLargeError(AsyncvoxError):
         size = f"declared {self.declared:,} bytes" if self.declared is not None else "still sending"
         return (
             f"the answer is larger than max_body_bytes={self.limit:,} ({size}): not read "
-            f"(call_id={self.call_id!r}); raise Client(max_body_bytes=...) if calls are that large"
+            f"(call_id={self.call_id!r}); raise Client(max_body_bytes=...) (asyncvox fetch/get: "
+            "--max-body-bytes) if calls are that large"
         )
 
     def __reduce__(self) -> Any:

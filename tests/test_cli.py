@@ -292,3 +292,30 @@ def test_get_with_a_rejected_key_exits_2(api: DemoServer) -> None:
     proc = _run(["get", "x"], _env(api, ASYNCVOX_API_KEY="wrong-key"))
     assert proc.returncode == 2
     assert "401" in proc.stderr and "wrong-key" not in proc.stderr
+
+
+def test_max_body_bytes_fails_the_ids_over_it_and_names_the_option(api: DemoServer, tmp_path: Path) -> None:
+    small = b'{"success":true,"call":{"id":"c1","customerCallId":"small-1","status":"completed"},"url":"u"}'
+    api.add_call(small, call_id="small-1")
+    ids = _ids_file(tmp_path, ["small-1", "big-1"])
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", str(ids), "--out", str(out), "--max-body-bytes", "1024"], _env(api))
+    assert proc.returncode == 1, proc.stderr
+    assert _exported_ids(out) == ["small-1"]
+    failed = [json.loads(line) for line in Path(f"{out}.failed.jsonl").read_text().splitlines()]
+    assert [(f["id"], f["error"], f["attempts"]) for f in failed] == [("big-1", "ResponseTooLargeError", 1)]
+    assert "max_body_bytes=1,024" in failed[0]["message"] and "--max-body-bytes" in failed[0]["message"]
+    # The same id under the default limit is fetched: the limit is the option's doing.
+    proc = _run(["fetch", str(ids), "--out", str(out), "--resume"], _env(api))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(_exported_ids(out)) == ["big-1", "small-1"]
+    proc = _run(["get", "big-1", "--max-body-bytes", "1024"], _env(api))
+    assert proc.returncode == 1 and "larger than max_body_bytes=1,024" in proc.stderr
+
+
+def test_max_body_bytes_below_the_floor_is_a_usage_error(api: DemoServer, tmp_path: Path) -> None:
+    ids = _ids_file(tmp_path, ["call-1"])
+    out = tmp_path / "calls.jsonl"
+    proc = _run(["fetch", str(ids), "--out", str(out), "--max-body-bytes", "100"], _env(api))
+    assert proc.returncode == 2 and "--max-body-bytes" in proc.stderr and "1024" in proc.stderr
+    assert not out.exists() and api.stats.requests == 0

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 import asyncvox
+from asyncvox.transport import DEFAULT_MAX_BODY_BYTES, MIN_MAX_BODY_BYTES
 
 T = TypeVar("T")
 
@@ -59,6 +60,14 @@ api_key_option = click.option(
     envvar="ASYNCVOX_API_KEY",
     show_envvar=True,
     help="Bearer token (never printed).",
+)
+#: ``--max-body-bytes``: the client's ``max_body_bytes`` (the largest answer it reads).
+max_body_option = click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=MIN_MAX_BODY_BYTES),
+    default=DEFAULT_MAX_BODY_BYTES,
+    show_default=True,
+    help="Largest answer read (decompressed); a call over it fails as ResponseTooLargeError.",
 )
 #: ``--base-url`` (``ASYNCVOX_BASE_URL``), for commands that talk to the API.
 base_url_option = click.option(

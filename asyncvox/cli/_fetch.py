@@ -8,7 +8,16 @@ from typing import NoReturn
 import click
 import msgspec
 
-from ._common import EXIT_FAILED, EXIT_OK, api_key_option, base_url_option, fail, make_client, run
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    api_key_option,
+    base_url_option,
+    fail,
+    make_client,
+    max_body_option,
+    run,
+)
 from ._export import Export, ExportError, ExportExistsError, OutputError
 from ._ids import MAX_ID_BYTES, IdsFile, RejectedLine, read_ids
 from ._job import export_ids
@@ -68,6 +77,7 @@ from ._tables_out import check_tables, open_tables
     help="Also write the calls as Parquet tables in this directory, as `asyncvox export` does "
     "(needs asyncvox[analysis]); resumable with --resume like the JSONL.",
 )
+@max_body_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary on stderr.")
 @click.option("--json-summary", is_flag=True, help="Print the run's figures as JSON on stdout.")
 @api_key_option
@@ -84,6 +94,7 @@ def fetch(
     timeout: float,
     wait: float | None,
     parquet_dir: Path | None,
+    max_body_bytes: int,
     quiet: bool,
     json_summary: bool,
     api_key: str | None,
@@ -104,6 +115,7 @@ def fetch(
         max_retries=max_retries,
         timeout=timeout,
         fleet=redis_url or None,
+        max_body_bytes=max_body_bytes,
     )
     source = IdsFile(ids_file)
     export = Export(out)

@@ -16,6 +16,7 @@ from ._common import (
     api_key_option,
     base_url_option,
     make_client,
+    max_body_option,
     run,
 )
 from ._data_summary import describe_call
@@ -32,9 +33,17 @@ from ._data_summary import describe_call
     help="Wait up to SECONDS for the call's analysis to finish (polling while it is not found "
     "or still queued / in progress / analyzing).",
 )
+@max_body_option
 @api_key_option
 @base_url_option
-def get(call_id: str, as_json: bool, wait: float | None, api_key: str | None, base_url: str | None) -> None:
+def get(
+    call_id: str,
+    as_json: bool,
+    wait: float | None,
+    max_body_bytes: int,
+    api_key: str | None,
+    base_url: str | None,
+) -> None:
     """Show one call: status, figures, evaluations and the transcript (or its JSON).
 
     Exit status: 0 found, 1 not found, failed or (with --wait) not ready in time,
@@ -46,7 +55,7 @@ def get(call_id: str, as_json: bool, wait: float | None, api_key: str | None, ba
         # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape), which
         # no URL can carry; the library raises UnicodeEncodeError for them today.
         raise click.BadParameter(f"not UTF-8 text: {os.fsencode(call_id)!r}", param_hint="CALL_ID") from None
-    client = make_client(api_key, base_url)
+    client = make_client(api_key, base_url, max_body_bytes=max_body_bytes)
 
     async def one() -> asyncvox.FetchOutcome:
         async with client:
