@@ -1,4 +1,4 @@
-"""Run every benchmark, print the tables and write ``benchmarks/README.md``.
+"""Run every benchmark, print the tables and write ``benchmarks/results/README.md``.
 
 One command for the whole comparison (each step is one of the scripts beside this file,
 run in its own process; see their docstrings for what they measure):
@@ -13,13 +13,15 @@ run in its own process; see their docstrings for what they measure):
 5. ``profile_throughput.py`` -- where the time goes: asyncvox vs handtuned on small bodies
    (asyncvox's per-request overhead), and the pair of any headline target that was missed.
 
-Then it writes ``benchmarks/README.md``: the headline ratios against their targets, what
-each benchmark measures and how to run it, the analysis of any missed target, and the
-latest tables (from ``benchmarks/results/*.md``) with machine details, command and date.
+Then it writes ``benchmarks/results/README.md``: the headline ratios against their targets,
+what each benchmark measures and how to run it, the analysis of any missed target, and
+the latest tables (from ``benchmarks/results/*.md``) with machine details, command and
+date. ``benchmarks/README.md`` is the curated page (the tables from here, and the analysis
+of the governor and the fleet written by hand beside them): this script never writes it,
+so a run cannot wipe that analysis; copy what changed over by hand.
 
     python benchmarks/run.py            # the full run, ~6 minutes on 2 cores
-    python benchmarks/run.py --quick    # ~1 minute smoke run; results go to a temp dir,
-                                        # benchmarks/README.md is left alone
+    python benchmarks/run.py --quick    # ~1 minute smoke run; results go to a temp dir
     python benchmarks/run.py --only throughput,decode   # some steps, README from the rest
 
 Before each step it waits (up to ``--wait-quiet`` seconds) for the machine to be idle, and
@@ -113,6 +115,13 @@ CATALOGUE = [
         "Where the time goes per request (cProfile or pyinstrument) for two contenders, by area "
         "(asyncvox, aiohttp, asyncio, msgspec, sockets ...) and by function.",
         "~10 s",
+    ),
+    (
+        "tune_sim.py",
+        "Not a step of this run: a random search over the governor's constants in the simulator "
+        "(one shape first, then the best points on every shape at 30, 100 and 300/s), to tell "
+        "whether other constants would do better without costing another shape.",
+        "~8 min",
     ),
     (
         "run.py",
@@ -431,7 +440,9 @@ def write_readme(results: Path, meta: dict[str, Any], path: Path) -> None:
         "each round: absolute figures on a shared machine are noise (this one's CPU speed drifts by "
         "tens of percent from one second to the next).",
         "",
-        "This file is written by `python benchmarks/run.py`; the tables below are that run's.",
+        "This file is written by `python benchmarks/run.py`; the tables below are that run's. "
+        "The curated page, with the analysis of the governor and the fleet, is "
+        "`benchmarks/README.md` (never written by the script).",
         "",
         "## Headline",
         "",
@@ -482,7 +493,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run; README left alone")
+    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run, results to a temp dir")
     parser.add_argument("--only", default="", help=f"comma-separated steps of {', '.join(STEPS)}")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling missed targets")
     parser.add_argument(
@@ -529,12 +540,12 @@ def main() -> None:
         "elapsed": f"took {elapsed / 60:.1f} min: {steps_text}",
         "load": load_text,
     }
-    readme = (results / "README.md") if args.quick else (BENCH_DIR / "README.md")
+    readme = results / "README.md"
     write_readme(results, meta, readme)
     print("\n" + "\n".join(headline(results)))
     print(f"\n{meta['elapsed']}\nREADME written to {readme}")
     if args.quick:
-        print(f"(quick run: results in {results}; benchmarks/README.md left alone)")
+        print(f"(quick run: results in {results})")
 
 
 if __name__ == "__main__":
