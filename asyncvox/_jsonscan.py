@@ -134,6 +134,9 @@ def _key(token: bytes) -> str:
     if b"\\" not in token:
         return token[1:-1].decode("utf-8", "replace")
     # json (unlike msgspec) decodes any escape, a lone surrogate included; such a key
-    # matches no field and is ignored, as an unknown key is.
-    decoded: str = json.loads(token)
+    # matches no field and is ignored, as an unknown key is. Bytes that are not UTF-8 are
+    # replaced, as above: UTF-8 is the caller's check (json.loads would raise
+    # UnicodeDecodeError, which must not leave the decode path), and msgspec too skips an
+    # envelope's unknown key without checking it.
+    decoded: str = json.loads(token.decode("utf-8", "replace"))
     return decoded

@@ -334,6 +334,23 @@ def test_invalid_utf8_is_a_decode_error_keeping_the_bytes(
     assert info.value.raw == call
 
 
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param(b'"deep":' + deep(50_000, "array"), id="deep-member"),
+        pytest.param(b'"note":"\\ud83d"', id="lone-surrogate"),
+    ],
+)
+@pytest.mark.parametrize("key", [b'"\\u0041\xff"', b'"\xff\\n"'], ids=["escape-then-ff", "ff-then-escape"])
+def test_invalid_utf8_in_an_escaped_envelope_key_is_ignored(key: bytes, member: bytes) -> None:
+    # Outside the call, msgspec skips an unknown key without checking its UTF-8; the
+    # scanner (used when the envelope is too deep or holds a lone surrogate) used to
+    # raise UnicodeDecodeError from json.loads on such a key, escaping the decode path.
+    call = msgspec.json.encode(BASE)
+    body = b"{" + key + b":1," + member + b',"call":' + call + b',"success":true}'
+    assert decode_body(body, "h") == (BASE_CALL, call, None)
+
+
 @pytest.mark.parametrize("envelope", ENVELOPES)
 def test_valid_non_ascii_is_kept_and_raw_is_utf8_json(envelope: Envelope) -> None:
     text = "caf\u00e9 \u2019 \u4f60\u597d \U0001f600"
@@ -402,6 +419,7 @@ async def test_a_batch_of_hostile_bodies_goes_on_past_each_bad_id() -> None:
         "surrogate": canonical(splice(BASE, {"notes": b'"fine \\ud83d"'})),
         "not-utf8": canonical(splice(BASE, {"extras": b'"\xff"'})),
         "spaced": b'{"success":true,"call": ' + good + b' ,"url":"' + URL.encode() + b'"}',
+        "escaped-key": b'{"\\u0041\xff":1,"n":"\\ud83d","call":' + good + b"}",
     }
     async with DemoServer(api_key=API_KEY, turns=2) as server:
         for call_id, body in bodies.items():
@@ -425,6 +443,7 @@ async def test_a_batch_of_hostile_bodies_goes_on_past_each_bad_id() -> None:
     assert surrogate.call is not None and surrogate.call.notes == "fine \ufffd"
     assert surrogate.raw is not None and b"\\ud83d" in surrogate.raw
     assert outcomes["spaced"].raw == good
+    assert outcomes["escaped-key"].call == BASE_CALL
     failed = outcomes["not-utf8"]
     assert isinstance(failed.error, DecodeError) and failed.error.raw == bodies["not-utf8"]
     assert failed.attempts == 1
