@@ -7,6 +7,7 @@ text, the call id) and never the api key: the key is not an input to anything he
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import time
 from typing import Any
@@ -357,6 +358,21 @@ def is_api_not_found(body: bytes) -> bool:
     return _api_error_text(body)[0]
 
 
+@functools.lru_cache(maxsize=4)
+def _escaped_secret(secret: bytes) -> re.Pattern[bytes]:
+    r"""The key as a JSON string may hold it: each character as itself or escaped
+    (``\u002f``, hex digits in either case; ``\/``, ``\"`` and ``\\`` too)."""
+    parts: list[bytes] = []
+    for char in secret.decode("utf-8", "replace"):
+        forms = [re.escape(char.encode())]
+        if ord(char) <= 0xFFFF:
+            forms.append(rb"\\u" + "".join(f"[{d}{d.upper()}]" for d in f"{ord(char):04x}").encode())
+        if char in '/"\\':
+            forms.append(re.escape(b"\\" + char.encode()))
+        parts.append(b"(?:" + b"|".join(forms) + b")")
+    return re.compile(b"".join(parts))
+
+
 def status_error(
     status: int,
     body: bytes,
@@ -377,6 +393,11 @@ def status_error(
     if secret:
         if secret in body:
             body = body.replace(secret, b"***")
+        if b"\\" in body:
+            # A JSON echo may escape any of the key's characters (``\/`` for ``/``, as
+            # PHP writes it, or ``\u0061``): the bytes then miss the key, but the decoded
+            # ``error`` text, and anyone reading ``.body``, would have it.
+            body = _escaped_secret(secret).sub(b"***", body)
         if cut:
             for size in range(min(len(secret), len(body)), 0, -1):
                 if body.endswith(secret[:size]):

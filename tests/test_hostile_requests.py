@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 import yarl
 from aiohttp import web
@@ -315,3 +316,34 @@ async def test_a_huge_valid_retry_after_never_pauses_the_client_beyond_max_retry
         assert outcome.error.retry_after == 999999.0  # reported as sent ...
         assert outcome.attempts == 1  # ... not waited for
         assert client.governor.paused_for <= 1.0  # and the client pauses at most the cap
+
+
+# -- an error body that echoes the api key JSON-escaped ----------------------------------
+
+#: A key with a slash (base64 keys have them): PHP's json_encode, and others, write `\/`.
+SLASHED_KEY = "sk/live+KEY=0123456789"
+
+
+def _json_escaped(key: str, every: bool) -> bytes:
+    if every:  # any character may be written as \uXXXX, as some encoders do for all
+        return "".join(f"\\u{ord(c):04x}" for c in key).encode()
+    return key.replace("/", "\\/").encode()
+
+
+@pytest.mark.parametrize("every", [False, True], ids=["escaped-slash", "all-u-escapes"])
+async def test_an_error_body_echoing_the_key_json_escaped_never_carries_it(every: bool) -> None:
+    escaped = _json_escaped(SLASHED_KEY, every)
+    echo_401 = b'{"success":false,"error":"Invalid Bearer token ' + escaped + b'"}'
+    echo_502 = b'{"success":false,"error":{"authorization":"Bearer ' + escaped + b'"}}'
+    async with DemoServer(api_key=SLASHED_KEY, turns=2) as server:
+        server.script("echo-401", [Fault(status=401, body=echo_401)])
+        server.script("echo-502", [Fault(status=502, body=echo_502)])
+        async with asyncvox.Client(SLASHED_KEY, server.base_url, max_retries=0) as client:
+            outcomes = [await client.fetch(call_id) for call_id in ("echo-502", "echo-401")]
+    errors = [o.error for o in outcomes]
+    assert isinstance(errors[0], asyncvox.ServerError) and isinstance(errors[1], asyncvox.AuthenticationError)
+    for error in errors:
+        assert isinstance(error, asyncvox.APIStatusError)
+        assert SLASHED_KEY not in str(error) + repr(error) + error.message
+        assert escaped not in error.body and b"***" in error.body
+        assert SLASHED_KEY not in repr(msgspec.json.decode(error.body))  # still JSON, key blanked
