@@ -92,12 +92,13 @@ def peek_status(found: CallSlice) -> str | None:
     """The call's ``status`` without decoding the rest (a fraction of a full decode)."""
     try:
         status = _status_decoder.decode(found.call).status
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except msgspec.ValidationError:
         return None  # not a call object: the full decode reports it, with its bytes
-    except RecursionError:
-        # Nested too deep for msgspec somewhere, even where it skips: the full decode
-        # reads it (what is too deep becomes None). Not None here: a queued call would
-        # pass for ready.
+    except (msgspec.DecodeError, RecursionError):
+        # Nested too deep for msgspec somewhere, even where it skips; a lone surrogate
+        # escape (refused even where msgspec skips); a quick split's slice that is not one
+        # value (a key between the call and the url): the full decode reads all of them.
+        # Not None here: a queued call would pass for ready.
         try:
             status = decode_found(found, None).status
         except DecodeError:

@@ -220,3 +220,35 @@ async def test_a_call_nested_too_deep_is_waited_for_as_the_plain_fetch_reads_it(
     assert outcomes[1].call is not None and outcomes[1].error is None
     # Queued is not ready: its wait runs out (not taken for ready for want of a status).
     assert isinstance(outcomes[2].error, asyncvox.CallNotReadyError)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # What JSON.stringify writes for a string cut inside an emoji: msgspec refuses it.
+        pytest.param(
+            b'{"success":true,"call":{"id":"odd","status":"queued","notes":"cut \\ud83d"},"url":"https://x/odd"}',
+            id="lone-surrogate",
+        ),
+        # A key between the call and the url: the quick split's slice is not one value.
+        pytest.param(
+            b'{"success":true,"call":{"id":"odd","status":"queued"},"trace":{"t":1},"url":"https://x/odd"}',
+            id="key-after-the-call",
+        ),
+    ],
+)
+async def test_a_queued_call_msgspec_cannot_peek_at_is_not_taken_for_ready(
+    server: DemoServer, body: bytes
+) -> None:
+    # The status was peeked at by a decoder that gave up (None) on bodies the full decode
+    # reads: such a queued call passed for ready and ended its wait at once.
+    server.add_call(body, call_id="odd")
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        assert (await client.fetch("odd")).call.status == "queued"  # type: ignore[union-attr]
+        outcomes = await client.fetch_calls(["ok-1", "odd"], wait=0.2, poll=FAST)
+        with pytest.raises(asyncvox.CallNotReadyError) as info:
+            await client.wait_for_call("odd", timeout=0.2, poll=FAST)
+    assert outcomes[0].found
+    error = outcomes[1].error
+    assert isinstance(error, asyncvox.CallNotReadyError) and error.last_status == "queued"
+    assert info.value.last_status == "queued" and info.value.polls >= 2
