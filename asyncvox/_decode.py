@@ -34,6 +34,15 @@ class _RawEnvelope(msgspec.Struct, gc=False):
     url: Any = None
 
 
+class _RawParts(msgspec.Struct, gc=False):
+    """The envelope with every part left undecoded: for one whose ``success`` or ``url``
+    the envelope decoder refused (a number out of range, ``1e400``)."""
+
+    success: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    call: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    url: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+
+
 class _Envelope(NamedTuple):
     """The parts of an envelope that :func:`split_body` needs, however it was split."""
 
@@ -44,6 +53,7 @@ class _Envelope(NamedTuple):
 
 
 _raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
+_raw_parts_decoder = msgspec.json.Decoder(_RawParts)
 _call_decoder = msgspec.json.Decoder(Call)
 _any_decoder = msgspec.json.Decoder()
 
@@ -126,20 +136,31 @@ def _split_parsed(body: bytes, call_id: str | None) -> _Envelope:
     try:
         env = _raw_envelope_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
-        # Too deep for msgspec, or a lone surrogate escape (which msgspec refuses even in
-        # a value it skips): valid JSON all the same, so find the call without msgspec.
-        if isinstance(exc, msgspec.DecodeError) and not has_lone_surrogate(body):
+        # Not an object, or a ``success`` / ``url`` no Python value holds (``1e400``):
+        # valid JSON, which must not hide the call; such a part reads as ``None``.
+        try:
+            parts = _raw_parts_decoder.decode(body)
+        except msgspec.ValidationError:
             raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
-        scanned = _split_scanned(body)
-        if scanned is None:
-            reason = exc if isinstance(exc, msgspec.DecodeError) else "not valid JSON"
-            raise DecodeError(
-                f"response is not a call envelope: {reason}", raw=body, call_id=call_id
-            ) from None
-        return scanned
+        except (msgspec.DecodeError, RecursionError) as later:
+            return _split_unparsable(body, call_id, later)
+        return _Envelope(_small_value(parts.success), parts.call, _small_value(parts.url))
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return _split_unparsable(body, call_id, exc)
     return _Envelope(env.success, env.call, env.url)
+
+
+def _split_unparsable(body: bytes, call_id: str | None, exc: Exception) -> _Envelope:
+    """An envelope msgspec could not parse: split by the scanner, or a :class:`DecodeError`."""
+    # Too deep for msgspec, or a lone surrogate escape (which msgspec refuses even in
+    # a value it skips): valid JSON all the same, so find the call without msgspec.
+    if isinstance(exc, msgspec.DecodeError) and not has_lone_surrogate(body):
+        raise DecodeError(f"response is not a call envelope: {exc}", raw=body, call_id=call_id) from None
+    scanned = _split_scanned(body)
+    if scanned is None:
+        reason = exc if isinstance(exc, msgspec.DecodeError) else "not valid JSON"
+        raise DecodeError(f"response is not a call envelope: {reason}", raw=body, call_id=call_id) from None
+    return scanned
 
 
 def _split_scanned(body: bytes) -> _Envelope | None:
@@ -161,7 +182,7 @@ def _split_scanned(body: bytes) -> _Envelope | None:
     return _Envelope(success, call, url)
 
 
-def _small_value(buf: memoryview) -> Any:
+def _small_value(buf: CallBytes) -> Any:
     """An envelope's ``success`` or ``url``: its value, or ``None`` if it cannot be decoded."""
     try:
         return _any_decoder.decode(without_lone_surrogates(buf))

@@ -178,6 +178,22 @@ def test_nesting_msgspec_can_decode_is_kept() -> None:
 
 
 @pytest.mark.parametrize(
+    "value", [b"1e400", b"[1,-1e999]", b'{"n":1e400}'], ids=["float", "in-a-list", "in-an-object"]
+)
+@pytest.mark.parametrize("key", ["success", "url"])
+def test_an_envelope_number_out_of_range_does_not_hide_the_call(key: str, value: bytes) -> None:
+    # Well-formed JSON, but no Python float holds 1e400: msgspec's envelope decoder
+    # refused the whole body (ValidationError), so a good call was a DecodeError.
+    call = msgspec.json.encode(BASE)
+    part = b'{"' + key.encode() + b'":' + value + b',"call":' + call
+    for rest in (b"", b',"trace":' + deep(50_000, "array"), b',"note":"\\ud83d"'):
+        assert decode_body(part + rest + b"}", "h") == (BASE_CALL, call, None)
+    with pytest.raises(DecodeError, match="not a call envelope") as info:  # still: not an object
+        decode_body(b'[{"success":1e400}]', "h")
+    assert info.value.raw == b'[{"success":1e400}]'
+
+
+@pytest.mark.parametrize(
     "body",
     [
         pytest.param(canonical(deep(5_000, "array")), id="call-is-a-deep-array"),
