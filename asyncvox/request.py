@@ -140,12 +140,22 @@ class NotYet(msgspec.Struct, gc=False):
     poll_after: float
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]``, its case ignored: aiohttp's mapping ignores it, but a custom
+    transport's plain dict may hold ``retry-after`` (httpx and HTTP/2 write names so)."""
+    value = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lower), None)
+    return value
+
+
 def _poll_hint(headers: Mapping[str, str] | None) -> NotYet | None:
     if not headers:
         return None
-    seconds = parse_retry_after(headers.get("Retry-After"))
+    seconds = parse_retry_after(_header(headers, "Retry-After"))
     if seconds is None:
-        seconds = parse_retry_after(headers.get("X-Poll-Interval"))
+        seconds = parse_retry_after(_header(headers, "X-Poll-Interval"))
     return NotYet(seconds) if seconds is not None else None
 
 
@@ -262,7 +272,7 @@ class Requester:
             call_id,
             # Still percent-encoded: an id's CR/LF never reaches a message or a log line.
             path=self._calls_path + url[len(self._calls_prefix) :],
-            retry_after=headers.get("Retry-After") if headers is not None else None,
+            retry_after=_header(headers, "Retry-After") if headers is not None else None,
             secret=self._secret,
             cut=resp.cut,
         )

@@ -347,3 +347,27 @@ async def test_an_error_body_echoing_the_key_json_escaped_never_carries_it(every
         assert SLASHED_KEY not in str(error) + repr(error) + error.message
         assert escaped not in error.body and b"***" in error.body
         assert SLASHED_KEY not in repr(msgspec.json.decode(error.body))  # still JSON, key blanked
+
+
+# -- a custom transport's headers in lowercase -------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["retry-after", "RETRY-AFTER"])
+async def test_retry_after_from_a_transport_with_lowercase_header_names_is_honoured(name: str) -> None:
+    # Header names are case-insensitive; aiohttp's mapping is, but a custom transport's
+    # plain dict may not be (httpx and HTTP/2 give names in lowercase): its Retry-After
+    # was ignored, so a 429 asking for an hour was retried at once, and a 404's poll hint
+    # lost.
+    def answer(url: str) -> asyncvox.Response:
+        if url.endswith("/limited"):
+            return asyncvox.Response(429, b'{"success":false,"error":"slow down"}', {name: "3600"})
+        return asyncvox.Response(404, b'{"success":false,"error":"Call not found"}', {name: "7"})
+
+    mock = MockTransport(answer)
+    policy = asyncvox.RetryPolicy(max_retry_after=1.0)
+    async with asyncvox.Client(API_KEY, "http://api.test/v1", transport=mock, retry=policy) as client:
+        outcome = await client.fetch("limited")
+        fetched = await client._requester.fetch("gone")
+    assert isinstance(outcome.error, asyncvox.RateLimitError)
+    assert outcome.error.retry_after == 3600.0 and outcome.attempts == 1  # beyond the cap: not retried
+    assert fetched.error is None and fetched.found is None and fetched.poll_after == 7.0
