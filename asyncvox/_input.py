@@ -75,6 +75,10 @@ class BatchInput:
             name = item if isinstance(item, str) else repr(item)
             return Fetched(name, 0, InvalidCallIdError(problem))
         assert isinstance(item, str)
+        if type(item) is not str:
+            # A str subclass (a StrEnum member, numpy.str_): the workers tell an id from a
+            # ready result by ``type(...) is str``, and an outcome names a plain str.
+            item = str.__str__(item)
         seen = self.seen
         if seen is not None:
             if item in seen:

@@ -9,6 +9,7 @@ pulled further") watch a bounded window while the consumer holds still.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import json
 import logging
@@ -450,6 +451,25 @@ async def test_bad_ids_in_the_stream_are_their_own_outcomes(
             check_found(outcome)
     assert server.stats.requests == 3
     assert stream.stats.failed == 3 and stream.stats.found == 3
+
+
+class _Ids(enum.StrEnum):
+    FIRST = "enum-1"
+    SECOND = "enum-2"
+
+
+@pytest.mark.parametrize("mode", ["unordered", "ordered", "wait"])
+async def test_str_subclass_ids_are_fetched_as_plain_str(client: asyncvox.Client, mode: str) -> None:
+    # A StrEnum member (or numpy.str_) is a str: the unordered worker took it for a
+    # ready result and the batch ended with an AssertionError.
+    ids: list[str] = [_Ids.FIRST, "plain", _Ids.SECOND, "enum-1"]
+    kwargs: dict[str, Any] = {"ordered": mode == "ordered", "wait": 5 if mode == "wait" else None}
+    async with client.iter_calls(ids, **kwargs) as stream:
+        outcomes = [o async for o in stream]
+    assert sorted(o.call_id for o in outcomes) == ["enum-1", "enum-2", "plain"]  # deduped
+    for outcome in outcomes:
+        check_found(outcome)
+        assert type(outcome.call_id) is str
 
 
 # -- failures that doom every id abort the batch --------------------------------------------
