@@ -217,7 +217,8 @@ class _Batch:
                 if not isinstance(admitted, str):
                     await self.queue.put(admitted)
                     continue
-                pending = waiting.start(admitted, now)
+                # Its wait starts now, not when the pull began: an async input may take long.
+                pending = waiting.start(admitted, time.monotonic())
             schedule.active += 1
             try:
                 fetched = await fetch(pending.call_id, stats)

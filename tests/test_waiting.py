@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import pickle
+from collections.abc import AsyncIterator
 
 import pytest
 from conftest import API_KEY
@@ -252,3 +253,31 @@ async def test_a_queued_call_msgspec_cannot_peek_at_is_not_taken_for_ready(
     error = outcomes[1].error
     assert isinstance(error, asyncvox.CallNotReadyError) and error.last_status == "queued"
     assert info.value.last_status == "queued" and info.value.polls >= 2
+
+
+async def test_an_ids_wait_starts_when_the_input_gives_it(server: DemoServer) -> None:
+    # An async input that takes its time (ids arriving as uploads finish): "late" comes
+    # only after "ghost"'s whole wait. Its wait was counted from when the worker began to
+    # pull, so it ran out at its first poll (queued) although it is ready 10 ms later.
+    server.script_analysis("ghost", visible_after=math.inf)
+    server.script_analysis("late", statuses=[("queued", 0), ("completed", 0.01)])
+    ghost_done = asyncio.Event()
+
+    async def uploads() -> AsyncIterator[str]:
+        yield "ghost"
+        await ghost_done.wait()
+        yield "late"
+
+    outcomes: dict[str, asyncvox.FetchOutcome] = {}
+    async with (
+        asyncio.timeout(10),  # a hang guard: the batch needs ~0.3 s
+        asyncvox.Client(API_KEY, server.base_url, concurrency=2) as client,
+        client.iter_calls(uploads(), wait=0.3, poll=FAST) as stream,
+    ):
+        async for outcome in stream:
+            outcomes[outcome.call_id] = outcome
+            if outcome.call_id == "ghost":
+                ghost_done.set()
+    assert isinstance(outcomes["ghost"].error, asyncvox.CallNotReadyError)
+    late = outcomes["late"]
+    assert late.error is None and late.call is not None and late.call.status == "completed"
