@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import InvalidCallIdError
 from .outcomes import BatchStats
 from .request import Fetched, call_id_problem
 
-__all__ = ["END", "BatchInput", "noting_order"]
+__all__ = ["END", "PULLING", "BatchInput", "noting_order"]
 
 
 class _End(enum.Enum):
     END = "end"
+    PULLING = "pulling"
 
 
 #: What a pull returns once the input is used up.
 END = _End.END
+#: What :meth:`BatchInput.take` returns while an async input's next item is on its way.
+PULLING = _End.PULLING
 
 
 class BatchInput:
@@ -44,9 +47,10 @@ class BatchInput:
             self.sync = iter(ids)
         else:
             raise TypeError(f"ids must be an iterable or async iterable of str, got {type(ids).__name__}")
-        #: Held while an async input is being pulled (and by the waiting path, to see
-        #: whether someone is).
+        #: Held while an async input is being pulled.
         self.lock = asyncio.Lock()
+        #: The waiting path's pull of an async input, in a task of its own (see :meth:`take`).
+        self._pulling: asyncio.Task[object] | None = None
         #: Whether :meth:`pull` saw the end (a plain iterator pulled directly never says).
         self.exhausted = False
         self._stats = stats
@@ -67,6 +71,37 @@ class BatchInput:
         if item is END:
             self.exhausted = True
         return item
+
+    def take(self, wake: Callable[[], None]) -> object:
+        """The next raw item without waiting (the waiting path): an item, :data:`END`, or
+        :data:`PULLING` while an async input's next item is pulled in a task of its own,
+        ``wake()`` being called once it is there. A worker waiting on a slow input would
+        hold back every poll due meanwhile (all of them, with one worker)."""
+        pulling = self._pulling
+        if pulling is not None:
+            if not pulling.done():
+                return PULLING
+            self._pulling = None
+            return pulling.result()  # the input's own error, if it raised
+        if self.exhausted:
+            return END
+        if self.sync is not None:
+            item = next(self.sync, END)  # a plain iterator gives its next item at once
+            if item is END:
+                self.exhausted = True
+            return item
+        self._pulling = asyncio.create_task(self._locked_pull(), name="asyncvox-input")
+        self._pulling.add_done_callback(lambda _: wake())
+        return PULLING
+
+    async def _locked_pull(self) -> object:
+        async with self.lock:
+            return await self.pull()
+
+    def cancel_pull(self) -> None:
+        """Cancel :meth:`take`'s pull, if one is running (the batch is stopping)."""
+        if self._pulling is not None:
+            self._pulling.cancel()
 
     def admit(self, item: object) -> Fetched | str | None:
         """A sendable id, a ready result for a bad one, or ``None`` for a duplicate."""
@@ -89,7 +124,14 @@ class BatchInput:
 
     async def close(self) -> None:
         """Close the input's iterator if it has a ``close``/``aclose`` (a generator) and
-        was not used up; once. Call it with no pull running (the workers gone)."""
+        was not used up; once. Call it with no pull running (the workers gone) but
+        :meth:`take`'s, which is cancelled first."""
+        pulling, self._pulling = self._pulling, None
+        if pulling is not None:
+            pulling.cancel()
+            await asyncio.wait((pulling,))
+            if not pulling.cancelled():
+                pulling.exception()  # seen: the batch's error, if any, is reported already
         if self.exhausted:
             return
         self.exhausted = True

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
-from ._input import END, BatchInput
+from ._input import END, PULLING, BatchInput
 from .errors import (
     AsyncvoxError,
     AuthenticationError,
@@ -200,16 +200,12 @@ class _Batch:
             now = time.monotonic()
             pending = schedule.pop_due(now)
             if pending is None:
-                if ids.exhausted or ids.lock.locked():
-                    if ids.exhausted and not schedule and not schedule.active:
+                item = ids.take(schedule.notify)
+                if item is END or item is PULLING:
+                    if item is END and not schedule and not schedule.active:
                         schedule.notify()  # let the other idle workers see the end too
                         return
                     await schedule.wait(now)
-                    continue
-                async with ids.lock:
-                    item = await ids.pull()
-                schedule.notify()  # the input is free again (or exhausted)
-                if item is END:
                     continue
                 admitted = ids.admit(item)
                 if admitted is None:
@@ -217,8 +213,7 @@ class _Batch:
                 if not isinstance(admitted, str):
                     await self.queue.put(admitted)
                     continue
-                # Its wait starts now, not when the pull began: an async input may take long.
-                pending = waiting.start(admitted, time.monotonic())
+                pending = waiting.start(admitted, now)  # taken with no wait since `now`
             schedule.active += 1
             try:
                 fetched = await fetch(pending.call_id, stats)
@@ -262,6 +257,7 @@ class _Batch:
         for task in self.tasks:
             if task is not current and not task.done():
                 task.cancel()
+        self.input.cancel_pull()
 
     async def next(self) -> FetchOutcome:
         if self.finished:
@@ -420,6 +416,8 @@ class CallStream:
                 if not task.done():
                     with contextlib.suppress(RuntimeError):  # the loop may be closed already
                         task.cancel()
+            with contextlib.suppress(RuntimeError):
+                batch.input.cancel_pull()
 
 
 _ANEXT_CODE = CallStream.__anext__.__code__

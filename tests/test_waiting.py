@@ -281,3 +281,29 @@ async def test_an_ids_wait_starts_when_the_input_gives_it(server: DemoServer) ->
     assert isinstance(outcomes["ghost"].error, asyncvox.CallNotReadyError)
     late = outcomes["late"]
     assert late.error is None and late.call is not None and late.call.status == "completed"
+
+
+async def test_polls_go_on_while_a_single_worker_waits_for_the_input(server: DemoServer) -> None:
+    # concurrency=1: the one worker sat in the input's next id, so "a" was never polled
+    # again until the input moved; an input that waits for "a" (a pipeline fed back by
+    # its own results) hung for ever.
+    server.script_analysis("a", statuses=[("queued", 0), ("completed", 0.01)])
+    a_done = asyncio.Event()
+
+    async def uploads() -> AsyncIterator[str]:
+        yield "a"
+        await a_done.wait()
+        yield "b"
+
+    got: list[str] = []
+    async with (
+        asyncio.timeout(10),  # a hang guard: the batch needs ~0.05 s
+        asyncvox.Client(API_KEY, server.base_url, concurrency=1) as client,
+        client.iter_calls(uploads(), wait=60, poll=FAST) as stream,
+    ):
+        async for outcome in stream:
+            assert outcome.call is not None and outcome.call.status == "completed"
+            got.append(outcome.call_id)
+            a_done.set()
+    assert got == ["a", "b"]
+    assert server.stats.requests_for("a") == 2
