@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
@@ -145,15 +146,15 @@ class BatchInput:
                 close()
 
 
-def noting_order(ids: Any, order: dict[str, int]) -> Any:
-    """``ids`` as given (``fetch_calls``), noting the position of each one's first
-    appearance in ``order`` (non-str items under their ``repr``, as their outcomes name
-    them)."""
+def noting_order(ids: Any, order: dict[str, list[int]]) -> Any:
+    """``ids`` as given (``fetch_calls``), noting the input positions of each one's
+    appearances in ``order`` (non-str items under their ``repr``, as their outcomes name
+    them): without dedupe, every occurrence has a place of its own."""
+    positions = itertools.count()
 
     def note(item: object) -> None:
         key = item if isinstance(item, str) else repr(item)
-        if key not in order:
-            order[key] = len(order)
+        order.setdefault(key, []).append(next(positions))
 
     if isinstance(ids, str | bytes) or not isinstance(ids, Iterable | AsyncIterable):
         return ids  # not an iterable of ids: CallStream says so

@@ -374,7 +374,7 @@ class Client:
             stream = self.iter_calls(ids, concurrency=concurrency, ordered=True, dedupe=dedupe)
             async with stream:
                 return [outcome async for outcome in stream]
-        order: dict[str, int] = {}
+        order: dict[str, list[int]] = {}
         stream = self.iter_calls(
             noting_order(ids, order),
             concurrency=concurrency,
@@ -385,8 +385,10 @@ class Client:
         )
         async with stream:
             outcomes = [outcome async for outcome in stream]
-        # Without dedupe an id may come back more than once: a stable sort keeps them all.
-        outcomes.sort(key=lambda o: order.get(o.call_id, len(order)))
+        # Without dedupe an id may come back more than once: its outcomes take its
+        # occurrences' places in turn (sort computes the keys in list order, once each).
+        places = {key: iter(where) for key, where in order.items()}
+        outcomes.sort(key=lambda o: next(places.get(o.call_id, iter(())), len(outcomes)))
         return outcomes
 
     async def get_calls(

@@ -307,3 +307,14 @@ async def test_polls_go_on_while_a_single_worker_waits_for_the_input(server: Dem
             a_done.set()
     assert got == ["a", "b"]
     assert server.stats.requests_for("a") == 2
+
+
+async def test_fetch_calls_waiting_without_dedupe_keeps_input_order(client: asyncvox.Client) -> None:
+    # As fetch_calls without wait= does: every occurrence in its own place (they were
+    # grouped at the first occurrence of their id).
+    ids = ["a", "b", "a", "c", "b"]
+    plain = await client.fetch_calls(ids, dedupe=False)
+    waited = await client.fetch_calls(ids, dedupe=False, wait=5, poll=FAST)
+    assert [o.call_id for o in plain] == ids
+    assert [o.call_id for o in waited] == ids
+    assert all(o.found for o in waited)
