@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -31,8 +32,27 @@ def _run_blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(make())
+    running: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]]
+    running = concurrent.futures.Future()
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        running.set_result((asyncio.get_running_loop(), task))
+        return await make()
+
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asyncvox-sync") as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
+        done = pool.submit(lambda: asyncio.run(main()))
+        try:
+            return done.result()
+        except BaseException:
+            # Interrupted while blocked (Ctrl-C in a notebook): stop the work in the thread
+            # as asyncio.run stops it on Ctrl-C; leaving the pool would wait for its end.
+            if not done.done():
+                loop, task = running.result()  # set as soon as the thread runs main()
+                with contextlib.suppress(RuntimeError):  # its loop closed just now
+                    loop.call_soon_threadsafe(task.cancel)
+            raise
 
 
 def get_call_sync(

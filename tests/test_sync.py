@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 
 import pytest
@@ -46,3 +47,35 @@ def test_errors_propagate() -> None:
     with server.running_in_thread(), pytest.raises(asyncvox.AuthenticationError) as info:
         asyncvox.get_call_sync("x", api_key="wrong", base_url=server.base_url)
     assert info.value.status == 401
+
+
+def test_an_interrupt_inside_a_running_loop_stops_the_batch() -> None:
+    """Ctrl-C in a notebook raises KeyboardInterrupt in the cell, blocked on the worker
+    thread: the batch there must stop too. It ran on to its end (every id fetched) before
+    the interrupt came through."""
+    n = 5000
+    with DemoServer(api_key=KEY, turns=2).running_in_thread() as server:
+        seen = 0
+
+        def on_request(_call_id: str | None) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == 20:  # under way: interrupt the main thread, blocked in the cell
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+        server.on_request = on_request
+
+        async def notebook_cell() -> None:
+            asyncvox.fetch_calls_sync(
+                [f"k-{i}" for i in range(n)], api_key=KEY, base_url=server.base_url, concurrency=4
+            )
+
+        loop = asyncio.new_event_loop()  # as ipykernel runs it: no asyncio SIGINT handler
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(notebook_cell())
+        finally:
+            loop.close()
+        stopped_at = server.stats.requests
+    assert stopped_at < n
+    assert not [t for t in threading.enumerate() if t.name.startswith("asyncvox-sync")]
