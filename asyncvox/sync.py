@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from .client import Client
 from .models import Call
 from .outcomes import FetchOutcome
+from .waiting import PollPolicy, ReadyPredicate
 
 __all__ = ["fetch_calls_sync", "get_call_sync"]
 
@@ -74,15 +75,19 @@ def fetch_calls_sync(
     base_url: str | None = None,
     concurrency: int | None = None,
     dedupe: bool = True,
+    wait: float | None = None,
+    ready: ReadyPredicate | None = None,
+    poll: PollPolicy | None = None,
     **client_kwargs: Any,
 ) -> list[FetchOutcome]:
-    """Blocking :meth:`Client.fetch_calls`: one outcome per distinct id, in input order."""
+    """Blocking :meth:`Client.fetch_calls`: one outcome per distinct id, in input order
+    (``wait=``, ``ready=`` and ``poll=`` wait for each call's analysis, as there)."""
 
     async def run() -> list[FetchOutcome]:
         kwargs = dict(client_kwargs)
         if concurrency is not None:
             kwargs["concurrency"] = concurrency
         async with Client(api_key, base_url, **kwargs) as client:
-            return await client.fetch_calls(ids, dedupe=dedupe)
+            return await client.fetch_calls(ids, dedupe=dedupe, wait=wait, ready=ready, poll=poll)
 
     return _run_blocking(run)

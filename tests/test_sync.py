@@ -79,3 +79,16 @@ def test_an_interrupt_inside_a_running_loop_stops_the_batch() -> None:
         stopped_at = server.stats.requests
     assert stopped_at < n
     assert not [t for t in threading.enumerate() if t.name.startswith("asyncvox-sync")]
+
+
+def test_fetch_calls_sync_waits_for_analysis_like_fetch_calls() -> None:
+    # wait=/ready=/poll= went on to Client(...): a TypeError, not a wait.
+    fast = asyncvox.PollPolicy(first=0.02, cap=0.05)
+    with DemoServer(api_key=KEY, turns=4).running_in_thread() as server:
+        server.script_analysis("up", statuses=[("queued", 0), ("completed", 0.05)])
+        outcomes = asyncvox.fetch_calls_sync(
+            ["up", "done"], api_key=KEY, base_url=server.base_url, wait=10, poll=fast
+        )
+        assert server.stats.requests_for("up") >= 2
+    assert [o.call_id for o in outcomes] == ["up", "done"]
+    assert all(o.call is not None and o.call.status == "completed" for o in outcomes)
