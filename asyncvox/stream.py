@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
 from ._input import END, PULLING, BatchInput
@@ -311,7 +311,8 @@ class _Batch:
         if task is None:
             self.cancel_workers()
             return
-        if getattr(task.get_coro(), "cr_code", None) is _ANEXT_CODE:
+        coro = task.get_coro()
+        if getattr(coro, "cr_code", None) is _ANEXT_CODE or type(coro) is _ANEXT_AWAITABLE:
             return  # a task that only awaited anext(): the real consumer lives on
         if task not in self.watched:
             self.watched.add(task)
@@ -421,3 +422,12 @@ class CallStream:
 
 
 _ANEXT_CODE = CallStream.__anext__.__code__
+
+
+async def _no_ids() -> AsyncIterator[None]:
+    yield None
+
+
+#: What ``anext(stream, default)`` returns: not ``__anext__``'s coroutine but a wrapper of
+#: it, which a task (``wait_for`` on 3.11, ``create_task``) runs as its coroutine.
+_ANEXT_AWAITABLE = type(anext(_no_ids(), None))

@@ -659,13 +659,14 @@ async def test_cancelling_get_calls_stops_the_batch() -> None:
 
 
 @pytest.mark.parametrize("ordered", [False, True])
-@pytest.mark.parametrize("how", ["asyncio.timeout", "asyncio.wait_for"])
+@pytest.mark.parametrize("how", ["asyncio.timeout", "asyncio.wait_for", "wait_for(anext(s, None))"])
 async def test_a_timeout_around_anext_loses_nothing(server: DemoServer, ordered: bool, how: str) -> None:
     """A consumer that polls with a timeout (the head id is slow) still gets every outcome.
 
-    Both spellings of "a timeout around anext()" must leave the batch running: the
+    Every spelling of "a timeout around anext()" must leave the batch running: the
     timeout cancels the wait for an outcome, not the batch. ``wait_for`` runs ``anext`` in
-    a task of its own, which ends cancelled when the timeout fires.
+    a task of its own, which ends cancelled when the timeout fires; ``anext(s, default)``
+    is not a coroutine, so (on 3.11) that task runs asyncio's wrapper of an awaitable.
     """
     ids = make_ids(40, "poll")
     server.script(ids[0], [Fault.slow(0.3)])
@@ -678,6 +679,10 @@ async def test_a_timeout_around_anext_loses_nothing(server: DemoServer, ordered:
                 try:
                     if how == "asyncio.wait_for":
                         outcome = await asyncio.wait_for(anext(stream), 0.05)
+                    elif how == "wait_for(anext(s, None))":
+                        maybe = await asyncio.wait_for(anext(stream, None), 0.05)
+                        assert maybe is not None
+                        outcome = maybe
                     else:
                         async with asyncio.timeout(0.05):
                             outcome = await anext(stream)
