@@ -299,13 +299,16 @@ class Client:
         :class:`~asyncvox.PollPolicy`) while the API answers its own 404 or the call's
         status is ``queued`` / ``in_progress`` / ``analyzing`` (or ``ready(call)`` is
         false). Raises :class:`~asyncvox.CallNotReadyError` when ``timeout`` seconds pass
-        first, and any other error with its usual meaning (a wrong URL, a bad key, ...).
+        first (a poll still in flight then is given up: a server that stops answering
+        cannot hold the wait past its end), and any other error with its usual meaning
+        (a wrong URL, a bad key, ...).
         """
         check_call_id(call_id)
         check_wait(timeout)
         self._ready()
+        requester = self._requester
         outcome = await wait_for_one(
-            self._requester.fetch, call_id, Waiting(timeout, ready, poll or PollPolicy())
+            requester.fetch, call_id, Waiting(timeout, ready, poll or PollPolicy()), requester.total_timeout
         )
         if outcome.call is None:
             assert outcome.error is not None

@@ -193,6 +193,7 @@ class _Batch:
     async def _work_waiting(self, waiting: Waiting) -> None:
         """Unordered, with polls: due polls first, then new ids, else wait for either."""
         fetch = self.requester.fetch
+        total = self.requester.total_timeout
         stats = self.stats
         schedule = self.schedule
         ids = self.input
@@ -216,7 +217,8 @@ class _Batch:
                 pending = waiting.start(admitted, now)  # taken with no wait since `now`
             schedule.active += 1
             try:
-                fetched = await fetch(pending.call_id, stats)
+                limit = waiting.poll_timeout(pending, now, total)
+                fetched = await fetch(pending.call_id, stats, total_timeout=limit)
             finally:
                 schedule.active -= 1
             if fetched.error is not None or not self.api_answered:

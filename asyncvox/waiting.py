@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from ._decode import CallSlice, decode_found
-from .errors import CallNotReadyError, ConfigurationError, DecodeError
+from .errors import APITimeoutError, CallNotReadyError, ConfigurationError, DecodeError
 from .models import Call
 from .outcomes import BatchStats, FetchOutcome
 from .request import Fetched
@@ -77,7 +77,8 @@ class PollPolicy:
 
 def check_wait(wait: float | None) -> None:
     """Raise :class:`ConfigurationError` unless ``wait`` is ``None`` or seconds > 0."""
-    if wait is not None and not (isinstance(wait, int | float) and wait > 0):
+    # A bool is an int: wait=True would be a one-second wait, not "wait with a default".
+    if wait is not None and not (isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0):
         raise ConfigurationError(f"wait must be seconds > 0 (or None for no waiting), got {wait!r}")
 
 
@@ -179,6 +180,13 @@ class Waiting:
         """A new id: its wait starts now."""
         return Pending(call_id, now, now + self.wait)
 
+    @staticmethod
+    def poll_timeout(pending: Pending, now: float, client_total: float | None) -> float:
+        """A poll's ``total_timeout``: the client's, cut to what is left of the id's wait, so
+        a server that stalls cannot hold a wait (``wait_for_call(timeout=10)``) past its end."""
+        left = max(pending.deadline - now, 0.001)
+        return left if client_total is None or left < client_total else client_total
+
     def judge(self, pending: Pending, fetched: Fetched, now: float) -> Fetched | FetchOutcome | None:
         """What one poll means: the id's result (done), or ``None``: not yet, poll again
         at ``pending.due``.
@@ -189,6 +197,10 @@ class Waiting:
         """
         pending.polls += 1
         if fetched.error is not None:
+            if isinstance(fetched.error, APITimeoutError) and now >= pending.deadline:
+                # The poll ran into the wait's end (its time was cut to it): the wait ran
+                # out, as it would have with the poll answered "not yet".
+                return self.expired(pending, now, fetched.attempts)
             return fetched
         found = fetched.found
         if found is not None:
@@ -225,9 +237,10 @@ class Waiting:
 
 
 async def wait_for_one(
-    fetch: Callable[[str], Awaitable[Fetched]],
+    fetch: Callable[..., Awaitable[Fetched]],
     call_id: str,
     waiting: Waiting,
+    client_total: float | None,
 ) -> FetchOutcome:
     """Poll one id until it is ready, fails, or its wait runs out (``wait_for_call``).
 
@@ -236,7 +249,8 @@ async def wait_for_one(
     """
     pending = waiting.start(call_id, time.monotonic())
     while True:
-        fetched = await fetch(call_id)
+        limit = waiting.poll_timeout(pending, time.monotonic(), client_total)
+        fetched = await fetch(call_id, total_timeout=limit)
         result = waiting.judge(pending, fetched, time.monotonic())
         if result is not None:
             return result.outcome() if isinstance(result, Fetched) else result

@@ -318,3 +318,33 @@ async def test_fetch_calls_waiting_without_dedupe_keeps_input_order(client: asyn
     assert [o.call_id for o in plain] == ids
     assert [o.call_id for o in waited] == ids
     assert all(o.found for o in waited)
+
+
+async def test_a_server_that_stalls_does_not_hold_a_wait_past_its_end(server: DemoServer) -> None:
+    # A poll was bounded by the client's total_timeout (300 s) and attempt timeout (30 s),
+    # not by what was left of the wait: timeout=0.3 against a server that stopped
+    # answering took 30 s and more.
+    for call_id in ("stalled-1", "stalled-2"):
+        server.script_analysis(call_id, statuses=[("queued", 0), ("completed", 3600)])
+        server.script(call_id, [200, Fault.slow(3600)])  # "queued", then no answer
+    async with (
+        asyncio.timeout(10),  # a hang guard: each wait needs ~0.3 s
+        asyncvox.Client(API_KEY, server.base_url) as client,
+    ):
+        with pytest.raises(asyncvox.CallNotReadyError) as info:
+            await client.wait_for_call("stalled-1", timeout=0.3, poll=FAST)
+        outcomes = await client.fetch_calls(["ok-1", "stalled-2"], wait=0.3, poll=FAST)
+    assert info.value.last_status == "queued" and info.value.polls == 2
+    assert outcomes[0].found
+    error = outcomes[1].error
+    assert isinstance(error, asyncvox.CallNotReadyError) and error.last_status == "queued"
+
+
+async def test_wait_true_is_refused_not_taken_for_one_second(server: DemoServer) -> None:
+    async with asyncvox.Client(API_KEY, server.base_url) as client:
+        with pytest.raises(asyncvox.ConfigurationError, match="wait must be seconds"):
+            await client.fetch_calls(["ok-1"], wait=True)
+        with pytest.raises(asyncvox.ConfigurationError, match="wait must be seconds"):
+            client.iter_calls(["ok-1"], wait=True)
+        with pytest.raises(asyncvox.ConfigurationError, match="wait must be seconds"):
+            await client.wait_for_call("ok-1", timeout=True)
