@@ -35,6 +35,8 @@ __all__ = [
 
 #: How much of a body that is not the API's JSON goes into a message.
 _EXCERPT_CHARS = 200
+#: The most of an API error body's ``error`` text an exception's message carries.
+_MESSAGE_CHARS = 1000
 
 
 class AsyncvoxError(Exception):
@@ -300,12 +302,15 @@ def _api_error_text(body: bytes) -> tuple[bool, str | None]:
         return is_api, None
 
 
+def _clipped(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (then ``...``)."""
+    text = one_line(text[: limit * 4])
+    return text[:limit] + "..." if len(text) > limit else text
+
+
 def body_excerpt(body: bytes) -> str:
     """A short, single-line excerpt of a body for an error message."""
-    text = one_line(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace"))
-    if len(text) > _EXCERPT_CHARS:
-        text = text[:_EXCERPT_CHARS] + "..."
-    return text or "(empty body)"
+    return _clipped(body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace"), _EXCERPT_CHARS) or "(empty body)"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -404,7 +409,9 @@ def status_error(
                     body = body[:-size] + b"***"
                     break
     is_api, text = _api_error_text(body)
-    message = one_line(text) if text is not None else body_excerpt(body)
+    # The API's own text, clipped: a server may put megabytes there (a stack trace, the
+    # request echoed), and a message goes into every log line; ``.body`` keeps it whole.
+    message = _clipped(text, _MESSAGE_CHARS) if text is not None else body_excerpt(body)
     if status == 401:
         return AuthenticationError(status, message, call_id=call_id, body=body)
     if status == 403:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import pickle
 import time
 
@@ -344,3 +345,15 @@ def test_plain_errors_pickle(cls: type[AsyncvoxError]) -> None:
     copy = _round_trip(err)
     assert type(copy) is cls
     assert str(copy) == "something is wrong"
+
+
+@pytest.mark.parametrize("status", [400, 429, 500])
+def test_a_huge_api_error_text_is_clipped_in_the_message_and_kept_in_the_body(status: int) -> None:
+    # A server may put megabytes in its `error` (a stack trace, the request echoed): all of
+    # it went into the message, so into every log line that printed the exception.
+    text = "boom\n" + "x" * 200_000
+    body = json.dumps({"success": False, "error": text}).encode()
+    err = status_error(status, body, "call-9")
+    assert err.message.startswith("boom x") and err.message.endswith("...")
+    assert 1000 <= len(err.message) <= 1003 and "\n" not in err.message
+    assert err.body == body and len(str(err)) < 1200
