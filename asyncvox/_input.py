@@ -54,6 +54,9 @@ class BatchInput:
         self._pulling: asyncio.Task[object] | None = None
         #: Whether :meth:`pull` saw the end (a plain iterator pulled directly never says).
         self.exhausted = False
+        #: The input's own error, once its iterator raised: the input ends there, what the
+        #: batch fetched is delivered, and then the consumer gets this.
+        self.error: Exception | None = None
         self._stats = stats
 
     async def pull(self) -> object:
@@ -61,17 +64,28 @@ class BatchInput:
         if self.exhausted:
             return END
         item: object
-        if self.sync is not None:
-            item = next(self.sync, END)
-        else:
-            assert self._async is not None
-            try:
-                item = await anext(self._async)
-            except StopAsyncIteration:
-                item = END
+        try:
+            if self.sync is not None:
+                item = next(self.sync, END)
+            else:
+                assert self._async is not None
+                try:
+                    item = await anext(self._async)
+                except StopAsyncIteration:
+                    item = END
+        except Exception as exc:
+            return self.failed(exc)
         if item is END:
             self.exhausted = True
         return item
+
+    def failed(self, exc: Exception) -> object:
+        """The input's iterator raised ``exc``: it ends here (:data:`END`), and the batch
+        raises ``exc`` once what it fetched is delivered (the first error, if several)."""
+        if self.error is None:
+            self.error = exc
+        self.exhausted = True
+        return END
 
     def take(self, wake: Callable[[], None]) -> object:
         """The next raw item without waiting (the waiting path): an item, :data:`END`, or
@@ -87,7 +101,10 @@ class BatchInput:
         if self.exhausted:
             return END
         if self.sync is not None:
-            item = next(self.sync, END)  # a plain iterator gives its next item at once
+            try:
+                item = next(self.sync, END)  # a plain iterator gives its next item at once
+            except Exception as exc:
+                return self.failed(exc)
             if item is END:
                 self.exhausted = True
             return item

@@ -105,7 +105,7 @@ class _Batch:
                 await self._work_unordered()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # the input raised, or a fatal error: end the batch
+        except BaseException as exc:  # a fatal error (or the input's BaseException): end the batch
             self.abort(exc)
             return
         self.running -= 1
@@ -134,7 +134,10 @@ class _Batch:
             item: object
             if sync_ids is not None:
                 # A plain iterator cannot be entered twice at once: no lock needed.
-                item = next(sync_ids, END)
+                try:
+                    item = next(sync_ids, END)
+                except Exception as exc:
+                    item = ids.failed(exc)
                 if item is END:
                     ids.exhausted = True
             else:
@@ -293,6 +296,8 @@ class _Batch:
             await self.close()
             if self.fatal is not None:
                 raise self.fatal
+            if self.input.error is not None:
+                raise self.input.error  # after every outcome fetched before it
             raise StopAsyncIteration
         if isinstance(item, Fetched):
             outcome = item.outcome()

@@ -285,10 +285,10 @@ async def test_ids_streaming_in_from_a_queue(
         assert received == [f"q-{i}" for i in range(120)]
 
 
-@pytest.mark.parametrize("ordered", [False, True])
+@pytest.mark.parametrize("mode", ["unordered", "ordered", "wait"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_input_that_raises_ends_the_batch_with_its_error(
-    server: DemoServer, client: asyncvox.Client, ordered: bool, kind: str
+    server: DemoServer, client: asyncvox.Client, mode: str, kind: str
 ) -> None:
     def ids() -> Iterator[str]:
         yield from make_ids(30, "pre")
@@ -300,9 +300,17 @@ async def test_input_that_raises_ends_the_batch_with_its_error(
 
     received: list[asyncvox.FetchOutcome] = []
     source = ids() if kind == "sync" else async_ids()
+    stream = client.iter_calls(source, ordered=mode == "ordered", wait=10 if mode == "wait" else None)
     with pytest.raises(RuntimeError, match="corrupt"):
-        await drain(client.iter_calls(source, ordered=ordered), received)
-    assert len(received) <= 30
+        await drain(stream, received)
+    # Every id the input gave before it raised was fetched and is delivered first (the
+    # batch used to drop what it had fetched and not yet handed over).
+    expected = make_ids(30, "pre")
+    got = [o.call_id for o in received]
+    assert (got if mode == "ordered" else sorted(got)) == (
+        expected if mode == "ordered" else sorted(expected)
+    )
+    assert all(o.found for o in received)
     await settle()
     assert worker_tasks() == []
     assert client.governor.in_flight == 0
