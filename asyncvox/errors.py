@@ -288,6 +288,9 @@ _error_body_decoder = msgspec.json.Decoder(_ErrorBody)
 
 def _api_error_text(body: bytes) -> tuple[bool, str | None]:
     """Return (is the API's own error envelope, its ``error`` text)."""
+    # A UTF-8 byte order mark (some proxies and frameworks add one) is not part of the
+    # JSON: the API's own 404 behind one is still the API's "not found", not a wrong URL.
+    body = body.removeprefix(b"\xef\xbb\xbf")
     try:
         parsed = _error_body_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):  # too deep to read is not the API's envelope

@@ -474,3 +474,33 @@ async def test_a_deep_error_body_fails_only_its_own_id() -> None:
     assert outcomes["ok-1"].found and outcomes["ok-2"].found
     error = outcomes["bad"].error
     assert isinstance(error, ServerError) and error.body == deep_500
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def test_a_byte_order_mark_before_the_envelope_is_ignored() -> None:
+    # msgspec refuses a UTF-8 BOM, so a call a proxy or framework prefixed with one was a
+    # DecodeError, and the API's own 404 behind one read as a wrong base URL.
+    body = msgspec.json.encode({"success": True, "call": {"id": "c1", "status": "completed"}, "url": "u"})
+    decoded = decode_body(BOM + body, "c1")
+    assert decoded.call is not None and decoded.call.id == "c1" and decoded.dashboard_url == "u"
+    assert decode_body(BOM + b'{"success":true,"call":{"id":"c2"},"url":"u"}', "c2").call is not None
+    with pytest.raises(DecodeError) as info:
+        split_body(BOM + b"<<not json>>", "c3")
+    assert info.value.raw == BOM + b"<<not json>>"  # every byte as received
+    not_found = BOM + b'{"success":false,"error":"Call not found"}'
+    assert is_api_not_found(not_found)
+    assert not isinstance(status_error(404, not_found, "c4"), asyncvox.EndpointNotFoundError)
+
+
+async def test_a_404_behind_a_byte_order_mark_does_not_end_the_batch() -> None:
+    async with DemoServer(api_key="k") as server:
+        server.script("bom", [Fault(status=404, body=BOM + b'{"success":false,"error":"Call not found"}')])
+        async with asyncvox.Client("k", server.base_url) as client:
+            outcomes = await client.fetch_calls(["a-1", "bom", "a-2"])
+    assert [(o.call_id, o.found, o.error) for o in outcomes] == [
+        ("a-1", True, None),
+        ("bom", False, None),
+        ("a-2", True, None),
+    ]
