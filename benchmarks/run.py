@@ -117,6 +117,13 @@ CATALOGUE = [
         "~10 s",
     ),
     (
+        "count_instructions.py",
+        "Not a step of this run: instructions per call of asyncvox and of the hand-tuned loop "
+        "under callgrind (the client process; 1200 ids minus 200), a repeatable figure for the "
+        "CPU bar where seconds drift.",
+        "~3 min",
+    ),
+    (
         "tune_sim.py",
         "Not a step of this run: a random search over the governor's constants in the simulator "
         "(one shape first, then the best points on every shape at 30, 100 and 300/s), to tell "
