@@ -15,6 +15,7 @@ beyond the transport's answer and these two small records.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -48,6 +49,10 @@ __all__ = [
     "call_id_problem",
     "check_call_id",
 ]
+
+#: An id made only of what ``quote(id, safe="")`` leaves alone (RFC 3986's unreserved
+#: characters): the usual id, put in the URL as it is without quote's encode and decode.
+_unreserved = re.compile(r"[A-Za-z0-9._~-]+").fullmatch
 
 
 class UseClientDefault:
@@ -204,7 +209,7 @@ class Requester:
         total_timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> Fetched:
         """Fetch one (valid, see :func:`check_call_id`) id: never raises an asyncvox error."""
-        url = self._calls_prefix + quote(call_id, safe="")
+        url = self._calls_prefix + (call_id if _unreserved(call_id) else quote(call_id, safe=""))
         limit = self.total_timeout if isinstance(total_timeout, UseClientDefault) else total_timeout
         deadline = time.monotonic() + limit if limit is not None else None
         self.governor.budget.first_attempts += 1

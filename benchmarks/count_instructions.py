@@ -54,7 +54,10 @@ def main() -> None:
     )
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=1200)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated")
+    parser.add_argument("--typical-only", action="store_true", help="skip the small bodies")
     args = parser.parse_args()
+    names = [n for n in args.contenders.split(",") if n]
     if shutil.which("valgrind") is None:
         raise SystemExit("count_instructions.py needs valgrind on PATH (apt-get install valgrind)")
     lines = [
@@ -69,18 +72,24 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="asyncvox-callgrind-") as tmp:
         for label, server_args in PROFILES.items():
+            if args.typical_only and server_args:
+                continue
             per: dict[str, float] = {}
             with Server(server_args, fast=True) as server:
-                for name in CONTENDERS:
+                for name in names:
                     low = instructions(server.base_url, name, args.small, Path(tmp))
                     high = instructions(server.base_url, name, args.large, Path(tmp))
                     per[name] = (high - low) / (args.large - args.small)
+            if set(per) != set(CONTENDERS):
+                print(f"{label}: " + ", ".join(f"{n} {v:,.0f}" for n, v in per.items()), flush=True)
+                continue
             ratio = per["handtuned"] / per["asyncvox"]
             lines.append(f"| {label} | {per['asyncvox']:,.0f} | {per['handtuned']:,.0f} | {ratio:.3f} |")
             print(lines[-1], flush=True)
-    out = RESULTS_DIR / "instructions.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"-> {out}")
+    if names == list(CONTENDERS) and not args.typical_only:
+        out = RESULTS_DIR / "instructions.md"
+        out.write_text("\n".join(lines) + "\n")
+        print(f"-> {out}")
 
 
 if __name__ == "__main__":

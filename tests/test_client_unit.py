@@ -88,6 +88,8 @@ async def client() -> AsyncIterator[asyncvox.Client]:
     ("call_id", "segment"),
     [
         ("abc-123", "abc-123"),
+        ("A.b_c~9-Z", "A.b_c~9-Z"),  # unreserved: as it is
+        ("a.b/", "a.b%2F"),
         ("a/b", "a%2Fb"),
         ("a b", "a%20b"),
         ("#", "%23"),
