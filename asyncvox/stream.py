@@ -155,7 +155,10 @@ class _Batch:
             else:
                 assert isinstance(admitted, Fetched)
                 fetched = admitted
-            await queue.put(fetched)
+            if queue.full():
+                await queue.put(fetched)
+            else:
+                queue.put_nowait(fetched)  # what put() does with room, without its coroutine
             del fetched  # don't keep a body alive through the next request
 
     async def _work_ordered(self) -> None:
@@ -277,7 +280,10 @@ class _Batch:
         try:
             head = self.head
             if head is None:
-                item = await self.queue.get()
+                queue = self.queue
+                # What get() does with an item there, without its coroutine (the usual case
+                # in bulk: the workers are ahead of the consumer).
+                item = await queue.get() if queue.empty() else queue.get_nowait()
                 if isinstance(item, asyncio.Future):
                     head = self.head = item
             if head is not None:
