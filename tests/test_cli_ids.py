@@ -97,3 +97,17 @@ def test_get_with_an_argument_that_is_not_utf8_is_a_usage_error(api: DemoServer)
     assert "Traceback" not in proc.stderr
     assert "Invalid value for CALL_ID: not UTF-8 text: b'call-\\xff\\xfe'" in proc.stderr
     assert api.stats.requests == 0
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_id(api: DemoServer, tmp_path: Path) -> None:
+    # Windows editors (Notepad, Excel's "CSV UTF-8") start the file with a BOM; it is not
+    # whitespace to str.strip(), so it became part of the first id, which the API does not
+    # know: a call that exists reported not found, and journalled as done.
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"\xef\xbb\xbfcall-1\r\ncall-2\r\n")
+    out = tmp_path / "calls.jsonl"
+    proc = run(["fetch", str(ids), "--out", str(out), "-q"], env(api))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(exported_ids(out)) == ["call-1", "call-2"]
+    assert api.stats.requests_for("call-1") == 1
+    assert "\ufeff" not in Path(f"{out}.done").read_text(encoding="utf-8")

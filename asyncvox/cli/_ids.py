@@ -25,6 +25,8 @@ MAX_ID_BYTES = 4096
 _KEEP = MAX_ID_BYTES + 1  # enough to know a line is too long
 _SHOWN = 64  # bytes of a too-long line quoted to identify it
 _CHUNK = 1 << 16
+#: A UTF-8 byte order mark, which Windows editors put at the start of a text file.
+_BOM = b"\xef\xbb\xbf"
 
 
 class IdsFileError(click.ClickException):
@@ -141,7 +143,8 @@ async def read_ids(
 ) -> AsyncIterator[str]:
     """Ids one per line, read in chunks off the event loop; a million ids never sit in memory.
 
-    Whitespace around an id is trimmed and blank lines skipped; ids in ``skip`` are not
+    A UTF-8 byte order mark starting the first line is dropped, whitespace around an id
+    is trimmed and blank lines skipped; ids in ``skip`` are not
     yielded (and are discarded from ``unseen``, which so ends holding those never read).
     A line longer than :data:`MAX_ID_BYTES` goes to ``on_rejected``; text that is not
     UTF-8 or holds a NUL byte (a binary file) raises :class:`IdsFileError`.
@@ -158,8 +161,13 @@ async def read_ids(
             if line.length > MAX_ID_BYTES:
                 on_rejected(RejectedLine(line.lineno, line.length, line.head[:_SHOWN]))
                 continue
+            head = line.head
+            if line.lineno == 1 and head.startswith(_BOM):
+                # Not whitespace to strip(): left in, it would be part of the first id,
+                # which the API would then report not found.
+                head = head[len(_BOM) :]
             try:
-                call_id = line.head.decode("utf-8").strip()
+                call_id = head.decode("utf-8").strip()
             except UnicodeDecodeError:
                 raise IdsFileError(f"{name}, line {line.lineno}: not UTF-8 text") from None
             if "\x00" in call_id:
