@@ -126,3 +126,29 @@ def test_a_sidecar_that_is_not_a_regular_file_is_refused(api: DemoServer, tmp_pa
     assert proc.returncode == 2
     assert f"{out}.done is not a regular file" in one_error_line(proc)
     assert Path(f"{out}.done").is_dir()
+
+
+@pytest.mark.parametrize("which", ["out", "missing", "symlink"])
+def test_an_ids_file_that_is_one_of_the_exports_files_is_refused(
+    api: DemoServer, tmp_path: Path, which: str
+) -> None:
+    # --force removed the export's files before reading the ids: an ids file that is one of
+    # them (``--out ids.txt``, the .missing sidecar fed back in, a link) was deleted, the
+    # run read nothing and exited 0 -- the user's ids gone.
+    out = tmp_path / "calls.jsonl"
+    ids = ids_file(tmp_path, IDS)
+    if which == "out":
+        out = ids
+    elif which == "missing":
+        assert run(_fetch(out, ids), env(api)).returncode == 1  # "flaky" failed
+        ids = Path(f"{out}.missing")
+        assert missing_ids(out) == ["gone-1", "gone-2", "gone-3"]
+    else:
+        out.symlink_to(ids)
+    before = ids.read_bytes()
+    requests = api.stats.requests
+    proc = run(_fetch(out, ids, "--force"), env(api))
+    assert proc.returncode == 2, proc.stderr
+    assert "is also" in one_error_line(proc)
+    assert ids.read_bytes() == before
+    assert api.stats.requests == requests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import NoReturn
 
@@ -119,6 +121,7 @@ def fetch(
     )
     source = IdsFile(ids_file)
     export = Export(out)
+    _check_ids_not_an_output(source, export)
     if parquet_dir:
         check_tables(parquet_dir, resume=resume, overwrite=force)
     try:
@@ -187,6 +190,23 @@ def fetch(
             f"journal was started from other ids, so {out} holds calls of both"
         )
     raise SystemExit(EXIT_FAILED if stats.failed or rejected else EXIT_OK)
+
+
+def _check_ids_not_an_output(source: IdsFile, export: Export) -> None:
+    """Exit 2 if the ids file is one of the export's files (by any name): ``--force``
+    would remove it before it is read, and a run would append to what it is reading."""
+    if source.path == "-":
+        return
+    for path in (
+        export.out,
+        export.missing_path,
+        export.failed_path,
+        export.done_path,
+        export.not_ready_path,
+    ):
+        with contextlib.suppress(OSError):  # no such file: it cannot be the ids file
+            if os.path.samefile(source.path, path):
+                fail(f"{source.name} is also {path}, a file of this export: use another --out")
 
 
 def _export_failed(exc: ExportError) -> NoReturn:
