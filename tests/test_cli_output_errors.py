@@ -152,3 +152,17 @@ def test_an_ids_file_that_is_one_of_the_exports_files_is_refused(
     assert "is also" in one_error_line(proc)
     assert ids.read_bytes() == before
     assert api.stats.requests == requests
+
+
+@pytest.mark.parametrize("name", ["", "{tmp}/sub/"])
+def test_an_out_that_names_a_directory_is_a_usage_error(api: DemoServer, tmp_path: Path, name: str) -> None:
+    # click's dir_okay=False only looks at a path that exists: "" was a traceback
+    # (Path('.') has no name to put .missing after), and "sub/" wrote the calls to a
+    # *file* named sub.
+    out = name.format(tmp=tmp_path)
+    proc = run(["fetch", str(ids_file(tmp_path, IDS)), "--out", out, "-q"], env(api))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "names a directory" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.txt"]
+    assert api.stats.requests == 0

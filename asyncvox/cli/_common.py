@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -73,3 +75,16 @@ max_body_option = click.option(
 base_url_option = click.option(
     "--base-url", envvar="ASYNCVOX_BASE_URL", show_envvar=True, help="API base URL."
 )
+
+
+def out_file(ctx: click.Context, param: click.Parameter, value: str | Path) -> Path:
+    """``--out``'s callback: the path, unless it names a directory (exit 2).
+
+    ``click.Path(dir_okay=False)`` looks only at a path that exists, and ``Path`` drops
+    a trailing slash: ``""`` had no name to put ``.missing`` after (a traceback), and
+    ``calls/`` wrote the calls to a file named ``calls``.
+    """
+    text = os.fspath(value)  # a default may be a Path already
+    if not text or text.endswith(("/", os.sep)):
+        raise click.BadParameter(f"{text!r} names a directory, not a file", ctx=ctx, param=param)
+    return Path(text)

@@ -11,7 +11,7 @@ import msgspec
 
 import asyncvox
 
-from ._common import EXIT_FAILED, EXIT_OK, fail, run
+from ._common import EXIT_FAILED, EXIT_OK, fail, out_file, run
 from ._data_summary import summarize_calls
 from ._export import Export, ExportError
 from ._job import export_ids
@@ -23,7 +23,8 @@ from ._progress import summary_lines
 @click.option(
     "--out",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
+    callback=out_file,
     default=Path("asyncvox-demo.jsonl"),
     show_default=True,
 )

@@ -18,6 +18,7 @@ from ._common import (
     fail,
     make_client,
     max_body_option,
+    out_file,
     run,
 )
 from ._export import Export, ExportError, ExportExistsError, OutputError
@@ -32,7 +33,8 @@ from ._tables_out import check_tables, open_tables
 @click.option(
     "--out",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
+    callback=out_file,
     required=True,
     help="JSONL file of calls (sidecars: .missing, .failed.jsonl, .done).",
 )
