@@ -36,6 +36,8 @@ def test_fetch_wait_writes_ready_calls_and_reports_the_rest(api: DemoServer, tmp
     summary = json.loads(proc.stdout)
     assert summary["not_ready"] == 1 and summary["found"] == 2
     assert "not ready when their wait ran out: 1" in proc.stderr
+    # The summary line counts it once, as not ready (it said "failed 1" with no failures).
+    assert "found 2, not found 0, failed 0, not ready 1 (" in proc.stderr
 
     # Once the call is there, --resume waits only for what was not ready, and clears the sidecar.
     api.script_analysis("never", visible_after=0.0)

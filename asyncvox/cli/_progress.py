@@ -61,8 +61,13 @@ def summary_lines(stats: asyncvox.BatchStats, export: Export, *, rejected: int =
     """The run's figures and where its files went, one line each."""
     s = stats.summary()
     causes = ", ".join(f"{k}: {v}" for k, v in sorted(s["retries_by_cause"].items())) or "none"
+    # An id whose wait ran out is an error outcome (counted in ``failed``), but it has a
+    # file and a line of its own: said once, in its own words.
+    failed = f"failed {s['failed'] - export.not_ready}"
+    if export.not_ready:
+        failed += f", not ready {export.not_ready}"
     lines = [
-        f"found {s['found']}, not found {s['missing']}, failed {s['failed']} "
+        f"found {s['found']}, not found {s['missing']}, {failed} "
         f"({s['done']} ids in {s['elapsed_s']:.1f} s, {s['calls_per_s'] or 0:.0f} calls/s)",
         f"requests {s['requests']}, retries {s['retries']} ({causes})",
         *_governor_line(stats.governor),
