@@ -185,6 +185,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._governor.close()  # requests waiting to start end now, not when the wait would
         if self._governor.fleet is not None:
             await self._governor.fleet.aclose()
         await self._transport.aclose()

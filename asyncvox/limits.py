@@ -103,6 +103,7 @@ class Governor:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self._logged: ControlState | None = None
+        self._closed = False
         #: The link to a fleet's shared limits (:mod:`asyncvox.fleet`), consulted only on
         #: the slow path; ``None`` for a governor of its own.
         self.fleet: FleetLink | None = None
@@ -191,6 +192,8 @@ class Governor:
         otherwise), and so does a slot that does not free up in time. Neither was sent:
         both carry ``sent = False``.
         """
+        if self._closed:
+            raise _closed_error(call_id)
         if deadline is not None:
             self._check_deadline(call_id, deadline)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -215,10 +218,30 @@ class Governor:
                 raise APITimeoutError(
                     "no request slot or start within total_timeout", call_id=call_id, sent=False
                 ) from None
+            if isinstance(exc, _Closed):
+                raise _closed_error(call_id) from None
             raise
         finally:
             if deadline is not None:
                 del self._deadlines[fut]
+
+    def close(self) -> None:
+        """The client closed: every waiting start fails now, and so does every later one.
+
+        Nothing else would wake them: a waiter behind a pause or a slow pace slept on
+        until then (minutes, with a low ``rate_limit``) only to find the transport closed.
+        """
+        self._closed = True
+        for timer in (self._timer, self._expiry):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._expiry = None
+        self._timer_at = self._expiry_at = 0.0
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_exception(_Closed())
 
     def _arm_expiry(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -400,6 +423,17 @@ class Governor:
             "paused" if now.paused_until else "running",
             now.last_throttle_reason,
         )
+
+
+class _Closed(Exception):
+    """Set on a waiter's future by :meth:`Governor.close` (one per waiter, never raised out)."""
+
+
+def _closed_error(call_id: str | None) -> ConfigurationError:
+    which = f" {call_id!r}" if call_id is not None else ""
+    error = ConfigurationError(f"this asyncvox.Client was closed while call{which} waited to start")
+    error.sent = False  # nothing was sent for it
+    return error
 
 
 def _material(a: ControlState, b: ControlState) -> bool:

@@ -155,3 +155,28 @@ async def test_single_calls_and_batches_share_one_governor() -> None:
             assert client.governor.peak_in_flight <= 6
         assert server.stats.peak_in_flight <= 6
     assert all(s is not None for s in singles) and all(o.found for o in outcomes)
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Wait for a condition (polling the loop), failing after 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0)
+
+
+async def test_closing_the_client_ends_a_call_waiting_for_the_pace_at_once() -> None:
+    async with DemoServer(api_key=KEY, turns=2) as server:
+        # A told pace of one start per 20 s: the second call waits in the governor.
+        client = asyncvox.Client(KEY, server.base_url, rate_limit=0.05, total_timeout=None)
+        assert await client.get_call("first") is not None
+        waiting = asyncio.create_task(client.fetch("second"))
+        await _until(lambda: client.governor.state.in_flight == 0 and bool(client.governor._waiters))
+        await client.aclose()
+        async with asyncio.timeout(10):  # before the fix: asleep until the pace let it go
+            outcome = await waiting
+        assert isinstance(outcome.error, asyncvox.ConfigurationError)
+        assert outcome.error.sent is False and outcome.attempts == 0
+        assert client.governor.in_flight == 0
+        assert server.stats.requests_for("second") == 0
