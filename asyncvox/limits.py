@@ -104,6 +104,7 @@ class Governor:
         self._expiry_at = 0.0
         self._logged: ControlState | None = None
         self._closed = False
+        self._sleepers: set[asyncio.Future[None]] = set()
         #: The link to a fleet's shared limits (:mod:`asyncvox.fleet`), consulted only on
         #: the slow path; ``None`` for a governor of its own.
         self.fleet: FleetLink | None = None
@@ -242,6 +243,27 @@ class Governor:
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_exception(_Closed())
+        for sleeper in self._sleepers:
+            if not sleeper.done():
+                sleeper.set_exception(_Closed())
+
+    async def sleep(self, seconds: float, call_id: str | None = None) -> None:
+        """:func:`asyncio.sleep` for a retry's wait, ended by :meth:`close` (raising its
+        :class:`~asyncvox.ConfigurationError`): a ``Retry-After`` of a minute must not
+        hold a closed client's call for that minute."""
+        if self._closed:
+            raise _closed_error(call_id)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _wake_sleeper, fut)
+        self._sleepers.add(fut)
+        try:
+            await fut
+        except _Closed:
+            raise _closed_error(call_id) from None
+        finally:
+            timer.cancel()
+            self._sleepers.discard(fut)
 
     def _arm_expiry(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -423,6 +445,11 @@ class Governor:
             "paused" if now.paused_until else "running",
             now.last_throttle_reason,
         )
+
+
+def _wake_sleeper(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class _Closed(Exception):

@@ -308,6 +308,8 @@ class Requester:
             max_retries=retries,
             deadline=deadline,
             allow_retry=self._allow_retry,
+            # The governor's sleep: closing the client ends a retry's wait at once.
+            sleep=lambda seconds: self.governor.sleep(seconds, call_id),
         )
         attempts = 0
         last: AsyncvoxError = first

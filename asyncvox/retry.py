@@ -17,7 +17,7 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,11 +163,13 @@ class RetryPolicy:
         max_retries: int | None = None,
         deadline: float | None = None,
         allow_retry: Callable[[BaseException], bool] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> AsyncRetrying:
         """A fresh :class:`tenacity.AsyncRetrying` for one call.
 
         ``deadline`` is an absolute :func:`time.monotonic` time; ``allow_retry`` is asked
-        last, only for a retry that every other rule allows (the client's retry budget).
+        last, only for a retry that every other rule allows (the client's retry budget);
+        ``sleep`` waits between attempts (default :func:`asyncio.sleep`).
         The last exception is re-raised when retrying stops.
         """
         retries = self.max_retries if max_retries is None else max_retries
@@ -180,7 +182,7 @@ class RetryPolicy:
             retry=retry_if_exception(self.should_retry),
             stop=stop_any(*stops),
             wait=_Wait(self),
-            sleep=asyncio.sleep,
+            sleep=sleep if sleep is not None else asyncio.sleep,
             before_sleep=_LogRetry(call_id),
             reraise=True,
         )

@@ -180,3 +180,20 @@ async def test_closing_the_client_ends_a_call_waiting_for_the_pace_at_once() -> 
         assert outcome.error.sent is False and outcome.attempts == 0
         assert client.governor.in_flight == 0
         assert server.stats.requests_for("second") == 0
+
+
+@pytest.mark.real_waits
+async def test_closing_the_client_ends_a_call_waiting_out_its_retry_after_at_once() -> None:
+    async with DemoServer(api_key=KEY, turns=2) as server:
+        server.script("told-to-wait", [Fault.rate_limited("30"), 200])
+        client = asyncvox.Client(KEY, server.base_url, total_timeout=None)
+        waiting = asyncio.create_task(client.fetch("told-to-wait"))
+        await _until(
+            lambda: server.stats.requests_for("told-to-wait") == 1 and client.governor.in_flight == 0
+        )
+        await client.aclose()
+        async with asyncio.timeout(10):  # before the fix: asleep for the whole 30 s
+            outcome = await waiting
+        assert isinstance(outcome.error, asyncvox.ConfigurationError)
+        assert outcome.attempts == 1  # the 429; nothing sent after the close
+        assert server.stats.requests_for("told-to-wait") == 1
