@@ -309,7 +309,12 @@ class Client:
         self._ready()
         requester = self._requester
         outcome = await wait_for_one(
-            requester.fetch, call_id, Waiting(timeout, ready, poll or PollPolicy()), requester.total_timeout
+            requester.fetch,
+            call_id,
+            Waiting(timeout, ready, poll or PollPolicy()),
+            requester.total_timeout,
+            # The governor's sleep: closing the client ends the wait between polls at once.
+            lambda seconds: self._governor.sleep(seconds, call_id),
         )
         if outcome.call is None:
             assert outcome.error is not None

@@ -241,11 +241,13 @@ async def wait_for_one(
     call_id: str,
     waiting: Waiting,
     client_total: float | None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> FetchOutcome:
     """Poll one id until it is ready, fails, or its wait runs out (``wait_for_call``).
 
-    ``fetch`` is the requester's fetch for one id; the waits are plain sleeps in the
-    caller's task, so cancelling it stops polling at once.
+    ``fetch`` is the requester's fetch for one id; the waits are ``sleep``s in the
+    caller's task, so cancelling it stops polling at once (and the client's ``sleep``,
+    the governor's, ends at its close).
     """
     pending = waiting.start(call_id, time.monotonic())
     while True:
@@ -254,4 +256,4 @@ async def wait_for_one(
         result = waiting.judge(pending, fetched, time.monotonic())
         if result is not None:
             return result.outcome() if isinstance(result, Fetched) else result
-        await asyncio.sleep(max(0.0, pending.due - time.monotonic()))
+        await sleep(max(0.0, pending.due - time.monotonic()))

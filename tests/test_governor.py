@@ -7,6 +7,7 @@ must be handed on afterwards (the CLI runs on uvloop when it is installed).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -197,3 +198,17 @@ async def test_closing_the_client_ends_a_call_waiting_out_its_retry_after_at_onc
         assert isinstance(outcome.error, asyncvox.ConfigurationError)
         assert outcome.attempts == 1  # the 429; nothing sent after the close
         assert server.stats.requests_for("told-to-wait") == 1
+
+
+async def test_closing_the_client_ends_a_wait_for_call_between_polls_at_once() -> None:
+    async with DemoServer(api_key=KEY, turns=2) as server:
+        server.script_analysis("never-ready", visible_after=math.inf)
+        client = asyncvox.Client(KEY, server.base_url)
+        poll = asyncvox.PollPolicy(first=30.0, cap=30.0, jitter=0.0)
+        waiting = asyncio.create_task(client.wait_for_call("never-ready", timeout=120, poll=poll))
+        await _until(lambda: server.stats.requests_for("never-ready") == 1 and client.governor.in_flight == 0)
+        await client.aclose()
+        async with asyncio.timeout(10):  # before the fix: asleep until the next poll, 30 s on
+            with pytest.raises(asyncvox.ConfigurationError, match="closed"):
+                await waiting
+        assert server.stats.requests_for("never-ready") == 1
