@@ -30,6 +30,7 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from ._closing import Closed, Sleeps, closed_error
 from ._control import Controller, ControlState
 from ._fleet_link import FleetCounts, FleetLink
 from ._fleet_scripts import FleetKeys
@@ -104,7 +105,7 @@ class Governor:
         self._expiry_at = 0.0
         self._logged: ControlState | None = None
         self._closed = False
-        self._sleepers: set[asyncio.Future[None]] = set()
+        self._sleeps = Sleeps()
         #: The link to a fleet's shared limits (:mod:`asyncvox.fleet`), consulted only on
         #: the slow path; ``None`` for a governor of its own.
         self.fleet: FleetLink | None = None
@@ -194,7 +195,7 @@ class Governor:
         both carry ``sent = False``.
         """
         if self._closed:
-            raise _closed_error(call_id)
+            raise closed_error(call_id)
         if deadline is not None:
             self._check_deadline(call_id, deadline)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -219,8 +220,8 @@ class Governor:
                 raise APITimeoutError(
                     "no request slot or start within total_timeout", call_id=call_id, sent=False
                 ) from None
-            if isinstance(exc, _Closed):
-                raise _closed_error(call_id) from None
+            if isinstance(exc, Closed):
+                raise closed_error(call_id) from None
             raise
         finally:
             if deadline is not None:
@@ -242,28 +243,14 @@ class Governor:
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
-                fut.set_exception(_Closed())
-        for sleeper in self._sleepers:
-            if not sleeper.done():
-                sleeper.set_exception(_Closed())
+                fut.set_exception(Closed())
+        self._sleeps.close()
 
     async def sleep(self, seconds: float, call_id: str | None = None) -> None:
         """:func:`asyncio.sleep` for a retry's wait, ended by :meth:`close` (raising its
         :class:`~asyncvox.ConfigurationError`): a ``Retry-After`` of a minute must not
         hold a closed client's call for that minute."""
-        if self._closed:
-            raise _closed_error(call_id)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(seconds, _wake_sleeper, fut)
-        self._sleepers.add(fut)
-        try:
-            await fut
-        except _Closed:
-            raise _closed_error(call_id) from None
-        finally:
-            timer.cancel()
-            self._sleepers.discard(fut)
+        await self._sleeps.sleep(seconds, call_id)
 
     def _arm_expiry(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -445,22 +432,6 @@ class Governor:
             "paused" if now.paused_until else "running",
             now.last_throttle_reason,
         )
-
-
-def _wake_sleeper(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-class _Closed(Exception):
-    """Set on a waiter's future by :meth:`Governor.close` (one per waiter, never raised out)."""
-
-
-def _closed_error(call_id: str | None) -> ConfigurationError:
-    which = f" {call_id!r}" if call_id is not None else ""
-    error = ConfigurationError(f"this asyncvox.Client was closed while call{which} waited to start")
-    error.sent = False  # nothing was sent for it
-    return error
 
 
 def _material(a: ControlState, b: ControlState) -> bool:
