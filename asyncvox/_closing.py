@@ -9,6 +9,7 @@ its waiters' futures; :func:`closed_error` is what the call gets.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from .errors import ConfigurationError
 
@@ -21,8 +22,8 @@ class Closed(Exception):
 
 def closed_error(call_id: str | None) -> ConfigurationError:
     """The error of a call that the client's close ended before it was sent (again)."""
-    which = f" {call_id!r}" if call_id is not None else ""
-    error = ConfigurationError(f"this asyncvox.Client was closed while call{which} waited to start")
+    which = f"call {call_id!r}" if call_id is not None else "a call"
+    error = ConfigurationError(f"this asyncvox.Client was closed while {which} waited to start")
     error.sent = False  # nothing was sent for it
     return error
 
@@ -33,6 +34,13 @@ class Sleeps:
     def __init__(self) -> None:
         self.closed = False
         self._futures: set[asyncio.Future[None]] = set()
+        self._listeners: set[Callable[[], None]] = set()
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` at :meth:`close` (something that waits on its own, such as a
+        batch's poll schedule, wakes to see it); returns what stops listening."""
+        self._listeners.add(callback)
+        return lambda: self._listeners.discard(callback)
 
     async def sleep(self, seconds: float, call_id: str | None = None) -> None:
         """Sleep ``seconds``; raise :func:`closed_error` if closed before or meanwhile."""
@@ -56,6 +64,8 @@ class Sleeps:
         for fut in self._futures:
             if not fut.done():
                 fut.set_exception(Closed())
+        for callback in list(self._listeners):
+            callback()
 
 
 def _wake(fut: asyncio.Future[None]) -> None:

@@ -28,6 +28,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ._closing import Closed, Sleeps, closed_error
@@ -245,6 +246,15 @@ class Governor:
             if not fut.done():
                 fut.set_exception(Closed())
         self._sleeps.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client closed (every start fails from then on)."""
+        return self._closed
+
+    def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the client closes; returns what stops that."""
+        return self._sleeps.listen(callback)
 
     async def sleep(self, seconds: float, call_id: str | None = None) -> None:
         """:func:`asyncio.sleep` for a retry's wait, ended by :meth:`close` (raising its

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
+from ._closing import closed_error
 from ._input import END, PULLING, BatchInput
 from .errors import (
     AsyncvoxError,
@@ -77,6 +78,7 @@ class _Batch:
         self.stats = BatchStats(total=total, governor=requester.governor)
         self.input = BatchInput(ids, dedupe, self.stats)
         self.schedule = PollSchedule(self.stats)
+        self.unlisten: Callable[[], None] = lambda: None  # the close's listener (see start)
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=workers * 2 if ordered else workers)
         self.fatal: BaseException | None = None
         self.n_workers = workers
@@ -91,6 +93,8 @@ class _Batch:
         self.watched: set[asyncio.Task[Any]] = set()
 
     def start(self) -> None:
+        if self.waiting is not None:  # workers asleep till a poll is due wake at the client's close
+            self.unlisten = self.requester.governor.on_close(self.schedule.notify)
         self.tasks = [
             asyncio.create_task(self._work(), name=f"asyncvox-worker-{i}") for i in range(self.n_workers)
         ]
@@ -203,7 +207,10 @@ class _Batch:
         stats = self.stats
         schedule = self.schedule
         ids = self.input
+        governor = self.requester.governor
         while True:
+            if governor.closed:
+                raise closed_error(None)  # ends the batch: the client is gone
             now = time.monotonic()
             pending = schedule.pop_due(now)
             if pending is None:
@@ -340,6 +347,7 @@ class _Batch:
         if self.finished:
             return
         self.finished = True
+        self.unlisten()
         self.cancel_workers()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -426,11 +434,10 @@ class CallStream:
     def __del__(self) -> None:
         batch = getattr(self, "_batch", None)
         if batch is not None and not batch.finished:
-            for task in batch.tasks:
-                if not task.done():
-                    with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                for task in batch.tasks:
+                    if not task.done():
                         task.cancel()
-            with contextlib.suppress(RuntimeError):
                 batch.input.cancel_pull()
 
 

@@ -348,3 +348,25 @@ async def test_wait_true_is_refused_not_taken_for_one_second(server: DemoServer)
             client.iter_calls(["ok-1"], wait=True)
         with pytest.raises(asyncvox.ConfigurationError, match="wait must be seconds"):
             await client.wait_for_call("ok-1", timeout=True)
+
+
+async def test_closing_the_client_ends_a_waiting_batch_between_polls(server: DemoServer) -> None:
+    # A waiting worker sleeps until the next poll is due, and the client's close woke
+    # nobody: the batch went on until then (30 s here) and only then failed.
+    server.script_analysis("never", visible_after=math.inf)
+    scheduled = asyncio.Event()
+
+    class Noting(asyncvox.PollPolicy):
+        def delay(self, polls: int, hint: float | None = None) -> float:
+            scheduled.set()  # the first answer is judged: the worker goes to sleep next
+            return super().delay(polls, hint)
+
+    client = asyncvox.Client(API_KEY, server.base_url)
+    stream = client.iter_calls(["never"], wait=300, poll=Noting(first=30, cap=30))
+    async with asyncio.timeout(10), stream:  # a hang guard: the close should end it at once
+        consumer = asyncio.ensure_future(anext(stream))
+        await scheduled.wait()
+        await client.aclose()
+        with pytest.raises(asyncvox.ConfigurationError, match="closed"):
+            await consumer
+    assert server.stats.requests_for("never") == 1
