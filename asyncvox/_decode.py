@@ -12,6 +12,7 @@ original. Whatever goes wrong, only :class:`DecodeError` leaves this module.
 
 from __future__ import annotations
 
+import codecs
 from typing import Any, NamedTuple
 
 import msgspec
@@ -63,7 +64,6 @@ _CANONICAL_URL = b',"url":"'
 _HEAD_LEN = len(_CANONICAL_HEAD)
 _URL_LEN = len(_CANONICAL_URL)
 _OPEN, _CLOSE = ord("{"), ord("}")
-_BOM = b"\xef\xbb\xbf"
 
 
 class CallSlice(msgspec.Struct, gc=False):
@@ -120,12 +120,12 @@ def split_body(body: bytes, call_id: str | None) -> CallSlice | None:
                     pass
                 else:
                     return CallSlice(body, memoryview(body)[_HEAD_LEN:cut], link)
-    if body.startswith(_BOM):
+    if body.startswith(codecs.BOM_UTF8):
         # A UTF-8 byte order mark (added by some proxies and frameworks) is not part of the
         # JSON, which RFC 8259 lets a parser ignore, and msgspec refuses it. A body that
         # is not an envelope keeps every byte as received, the mark included.
         try:
-            return split_body(body[len(_BOM) :], call_id)
+            return split_body(body[len(codecs.BOM_UTF8) :], call_id)
         except DecodeError as exc:
             raise DecodeError(exc.reason, raw=body, call_id=call_id) from None
     env = _split_parsed(body, call_id)

@@ -6,6 +6,7 @@ text, the call id) and never the api key: the key is not an input to anything he
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import functools
 import re
@@ -290,7 +291,7 @@ def _api_error_text(body: bytes) -> tuple[bool, str | None]:
     """Return (is the API's own error envelope, its ``error`` text)."""
     # A UTF-8 byte order mark (some proxies and frameworks add one) is not part of the
     # JSON: the API's own 404 behind one is still the API's "not found", not a wrong URL.
-    body = body.removeprefix(b"\xef\xbb\xbf")
+    body = body.removeprefix(codecs.BOM_UTF8)
     try:
         parsed = _error_body_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):  # too deep to read is not the API's envelope

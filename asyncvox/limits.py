@@ -105,7 +105,6 @@ class Governor:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self._logged: ControlState | None = None
-        self._closed = False
         self._sleeps = Sleeps()
         #: The link to a fleet's shared limits (:mod:`asyncvox.fleet`), consulted only on
         #: the slow path; ``None`` for a governor of its own.
@@ -195,7 +194,7 @@ class Governor:
         otherwise), and so does a slot that does not free up in time. Neither was sent:
         both carry ``sent = False``.
         """
-        if self._closed:
+        if self._sleeps.closed:
             raise closed_error(call_id)
         if deadline is not None:
             self._check_deadline(call_id, deadline)
@@ -234,7 +233,6 @@ class Governor:
         Nothing else would wake them: a waiter behind a pause or a slow pace slept on
         until then (minutes, with a low ``rate_limit``) only to find the transport closed.
         """
-        self._closed = True
         for timer in (self._timer, self._expiry):
             if timer is not None:
                 timer.cancel()
@@ -250,7 +248,7 @@ class Governor:
     @property
     def closed(self) -> bool:
         """Whether the client closed (every start fails from then on)."""
-        return self._closed
+        return self._sleeps.closed
 
     def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` when the client closes; returns what stops that."""

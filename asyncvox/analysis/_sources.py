@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if lineno == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors add
+                line = line.removeprefix(codecs.BOM_UTF8)  # a byte-order mark some editors add
             if line.strip():
                 yield lineno, line
 

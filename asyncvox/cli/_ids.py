@@ -8,6 +8,7 @@ JSON dump) costs no more than a short one; it is that line's error, and the rest
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import os
 import stat
@@ -25,8 +26,6 @@ MAX_ID_BYTES = 4096
 _KEEP = MAX_ID_BYTES + 1  # enough to know a line is too long
 _SHOWN = 64  # bytes of a too-long line quoted to identify it
 _CHUNK = 1 << 16
-#: A UTF-8 byte order mark, which Windows editors put at the start of a text file.
-_BOM = b"\xef\xbb\xbf"
 
 
 class IdsFileError(click.ClickException):
@@ -162,10 +161,10 @@ async def read_ids(
                 on_rejected(RejectedLine(line.lineno, line.length, line.head[:_SHOWN]))
                 continue
             head = line.head
-            if line.lineno == 1 and head.startswith(_BOM):
+            if line.lineno == 1 and head.startswith(codecs.BOM_UTF8):
                 # Not whitespace to strip(): left in, it would be part of the first id,
                 # which the API would then report not found.
-                head = head[len(_BOM) :]
+                head = head[len(codecs.BOM_UTF8) :]
             try:
                 call_id = head.decode("utf-8").strip()
             except UnicodeDecodeError:
